@@ -1,0 +1,54 @@
+# Developer and CI entry points for pygearman. CI runs `make test` (see .ci/run).
+#   make setup   system packages, .venv, build + install the package (idempotent, quick when done)
+#   make test    run the test suite against the installed package   (PYTEST_ARGS=-q by default)
+#   make demo    python -m pygearman demo
+#   make clean   remove build products and the venv
+
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?= -q
+
+SHELL := /bin/bash
+# gearmand lives in /usr/sbin, which is not on a normal user's PATH; appended so nothing is shadowed.
+export PATH := $(PATH):/usr/sbin:/sbin
+
+# Inputs of the build. Generated C/.so files and caches are left out so a build does not
+# make itself out of date.
+PKG_SOURCES := $(shell find src -type f -not -name '*.c' -not -name '*.so' \
+                 -not -path '*/__pycache__/*' -not -path '*.egg-info/*' 2>/dev/null)
+# wildcard: a missing file must not stop make; pip reports it more clearly.
+BUILD_FILES := $(wildcard setup.py pyproject.toml)
+
+DEPS_STAMP := $(VENV)/.dev-requirements-installed
+INSTALL_STAMP := $(VENV)/.pygearman-installed
+
+.PHONY: setup system-deps demo test clean
+
+setup: system-deps $(INSTALL_STAMP)
+
+# Always run: it is a quick no-op when the Debian packages are present, and the system can
+# change behind make's back, so a stamp file would lie.
+system-deps:
+	PYTHON='$(PYTHON)' bash scripts/install-system-deps.sh
+
+# Order-only (|) on system-deps: it must run first (python3-venv, headers) without forcing a
+# reinstall of the pip packages every time. Re-runs only when requirements-dev.txt changes.
+$(DEPS_STAMP): requirements-dev.txt | system-deps
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -r requirements-dev.txt
+	touch $@
+
+# Non-editable install: the tests must exercise the installed package, not src/.
+# --no-build-isolation reuses the venv's Cython/setuptools instead of fetching them per build.
+$(INSTALL_STAMP): $(DEPS_STAMP) $(PKG_SOURCES) $(BUILD_FILES)
+	$(VENV)/bin/python -m pip install --no-build-isolation .
+	touch $@
+
+demo: setup
+	$(VENV)/bin/python -m pygearman demo
+
+test: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf build/ *.egg-info src/*.egg-info src/pygearman/*.c src/pygearman/*.so $(VENV)

@@ -1,0 +1,93 @@
+"""Parsing of job-server addresses: "host", "host:port", "[v6]:port", lists, $GEARMAN_SERVERS."""
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+DEFAULT_PORT = 4730
+DEFAULT_SERVER = "127.0.0.1:4730"
+
+ServerSpec = Union[str, Tuple[str, int]]
+Servers = Union[str, ServerSpec, Sequence[ServerSpec], None]
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def parse_server(spec: ServerSpec) -> Tuple[str, int]:
+    """One address -> (host, port). Raises ValueError/TypeError saying what is allowed."""
+    if isinstance(spec, tuple):
+        if len(spec) != 2:
+            raise ValueError(f"a server tuple must be (host, port), got {spec!r}")
+        host, port = spec
+        if not isinstance(host, str):
+            raise TypeError(f"server host must be a str, not {type(host).__name__}")
+        return _check(host, port, spec)
+    if not isinstance(spec, str):
+        raise TypeError(f"a server must be 'host:port' or (host, port), not {type(spec).__name__}")
+    text = spec.strip()
+    if not text:
+        raise ValueError("empty server address; expected 'host', 'host:port' or '[ipv6]:port'")
+    port: object = DEFAULT_PORT
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"bad server address {spec!r}: missing ']' after an IPv6 address")
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"bad server address {spec!r}: expected ':port' after ']'")
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    elif ":" in text:
+        raise ValueError(f"bad server address {spec!r}: write IPv6 addresses as '[addr]:port'")
+    else:
+        host = text
+    return _check(host, port, spec)
+
+
+def _check(host: str, port: object, spec: object) -> Tuple[str, int]:
+    if isinstance(port, str):
+        if not port.isdigit():
+            raise ValueError(f"bad server address {spec!r}: port must be a number 1-65535")
+        port = int(port)
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"server port must be an int, not {type(port).__name__}")
+    if not 0 < port < 65536:
+        raise ValueError(f"bad server address {spec!r}: port must be 1-65535, got {port}")
+    if not host:
+        raise ValueError(f"bad server address {spec!r}: the host is empty")
+    if ":" in host:
+        pass  # IPv6 literal, validated by getaddrinfo when connecting
+    elif not _HOST_RE.match(host):
+        raise ValueError(f"bad server address {spec!r}: {host!r} is not a host name or IP address")
+    return host, port
+
+
+def parse_servers(servers: Servers) -> List[Tuple[str, int]]:
+    """Any accepted form -> [(host, port)]. None means $GEARMAN_SERVERS, else 127.0.0.1:4730."""
+    if servers is None:
+        servers = os.environ.get("GEARMAN_SERVERS") or DEFAULT_SERVER
+    items: Iterable[ServerSpec]
+    if isinstance(servers, str):
+        items = [s for s in servers.split(",") if s.strip()] or [servers]
+    elif isinstance(servers, tuple) and len(servers) == 2 and isinstance(servers[1], int):
+        items = [servers]
+    elif isinstance(servers, (list, tuple)):
+        items = servers
+    else:
+        raise TypeError("servers must be 'host:port[,host:port...]', a list of them, "
+                        f"or None, not {type(servers).__name__}")
+    out = [parse_server(s) for s in items]
+    if not out:
+        raise ValueError("the server list is empty")
+    return out
+
+
+def format_server(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def first_or_none(values: Sequence[Tuple[str, int]]) -> Optional[Tuple[str, int]]:
+    return values[0] if values else None

@@ -1,0 +1,248 @@
+"""A real gearmand on a free loopback port, for pygearman's tests and for yours.
+
+    from pygearman.testing import GearmandServer
+    with GearmandServer() as server:          # starts gearmand -L 127.0.0.1 -p <free port>
+        client = GearmanClient(server.address)
+
+With pytest, the ``gearmand`` fixture (session scope) and ``gearmand_factory`` (per test, any
+options) are available once ``pygearman`` is installed (it registers itself as a pytest plugin).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Iterator, List, Optional, Sequence, Type
+
+__all__ = ["GearmandServer", "find_gearmand", "free_port", "GearmandNotFound"]
+
+_SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin", "/opt/homebrew/sbin", "/usr/local/opt/gearman/sbin")
+
+
+class GearmandNotFound(RuntimeError):
+    """No gearmand executable was found."""
+
+
+def find_gearmand() -> str:
+    """Path of gearmand: $GEARMAND, then PATH, then the usual sbin directories."""
+    env = os.environ.get("GEARMAND")
+    if env:
+        return env
+    found = shutil.which("gearmand")
+    if found:
+        return found
+    for d in _SEARCH_DIRS:
+        p = os.path.join(d, "gearmand")
+        if os.access(p, os.X_OK):
+            return p
+    raise GearmandNotFound("gearmand not found: install the job server (Debian: apt-get install "
+                           "gearman-job-server) or set $GEARMAND to its path")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class GearmandServer:
+    """One gearmand process that this object started and alone stops (by its own pid).
+
+    ``exceptions``: start with ``--exceptions``. ``args``: more gearmand options, e.g.
+    ``["--job-retries=3"]`` or a persistent queue. ``port``: fixed port (default: a free one).
+    The log is kept in ``log_path`` (and printed by :meth:`log_tail` when a test fails).
+    """
+
+    def __init__(self, *, port: Optional[int] = None, host: str = "127.0.0.1",
+                 exceptions: bool = False, threads: int = 1, args: Sequence[str] = (),
+                 verbose: str = "INFO", workdir: Optional[str] = None,
+                 startup_timeout: float = 10.0) -> None:
+        self.host = host
+        self.port = port or 0
+        self.exceptions = exceptions
+        self.threads = threads
+        self.args: List[str] = list(args)
+        self.verbose = verbose
+        self.startup_timeout = startup_timeout
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pygearman-gearmand-"))
+        self.log_path = self.workdir / "gearmand.log"
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self._fixed_port = port is not None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """``host:port`` to hand to GearmanClient / GearmanWorker."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> "GearmandServer":
+        """Start gearmand and wait until it accepts connections."""
+        if self.running:
+            return self
+        exe = find_gearmand()
+        last_err = ""
+        for _attempt in range(5):
+            if not self._fixed_port:
+                self.port = free_port(self.host)
+            cmd = [exe, "-L", self.host, "-p", str(self.port), "-t", str(self.threads),
+                   "--log-file", str(self.log_path), "--verbose", self.verbose,
+                   "--pid-file", str(self.workdir / "gearmand.pid")]
+            if self.exceptions:
+                cmd.append("--exceptions")
+            cmd += self.args
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=open(self.workdir / "gearmand.stderr", "ab"),
+                                         start_new_session=True)
+            if self._wait_ready():
+                return self
+            last_err = self.log_tail()
+            self._kill_proc()
+            if self._fixed_port:
+                break
+        raise RuntimeError(f"gearmand did not start on {self.address}:\n{last_err}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                    s.sendall(b"version\n")
+                    s.settimeout(2.0)
+                    if s.recv(100):
+                        return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM our gearmand, then SIGKILL if it lingers. Idempotent."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._kill_proc()
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """kill -9 our gearmand (a crash, for fault tests)."""
+        self._kill_proc()
+
+    def _kill_proc(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                try:
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self) -> "GearmandServer":
+        """Stop and start again on the same port."""
+        self.stop()
+        self._fixed_port = True
+        return self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 30) -> str:
+        out = []
+        for p in (self.log_path, self.workdir / "gearmand.stderr"):
+            try:
+                out += p.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                pass
+        return "\n".join(out)
+
+    def admin(self, command: str, timeout: float = 5.0) -> str:
+        """Send one admin text command (``status``, ``workers``, ...) and return the reply."""
+        with socket.create_connection((self.host, self.port), timeout=timeout) as s:
+            s.sendall(command.encode() + b"\n")
+            buf = b""
+            one_line = command.split()[0] in ("version", "getpid", "verbose", "maxqueue",
+                                              "shutdown", "cancel", "create", "drop")
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                if one_line and buf.endswith(b"\n"):
+                    break
+                if buf.endswith(b".\n") or buf.startswith(b"ERR"):
+                    break
+            return buf.decode(errors="replace")
+
+    def __enter__(self) -> "GearmandServer":
+        return self.start()
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"<GearmandServer {self.address} pid={self.pid} {'running' if self.running else 'stopped'}>"
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - pytest is optional
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def gearmand() -> Iterator[GearmandServer]:
+        """A gearmand for the whole test session (give functions unique names)."""
+        with GearmandServer() as server:
+            yield server
+
+    @pytest.fixture
+    def gearmand_factory() -> Iterator["_Factory"]:
+        """Start any number of gearmand servers (with options) that are stopped after the test."""
+        factory = _Factory()
+        try:
+            yield factory
+        finally:
+            factory.cleanup()
+
+
+class _Factory:
+    def __init__(self) -> None:
+        self.servers: List[GearmandServer] = []
+
+    def __call__(self, **kwargs: object) -> GearmandServer:
+        server = GearmandServer(**kwargs)  # type: ignore[arg-type]
+        self.servers.append(server)
+        return server.start()
+
+    def cleanup(self) -> None:
+        for s in self.servers:
+            s.cleanup()

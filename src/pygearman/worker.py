@@ -1,0 +1,70 @@
+"""GearmanWorker: register functions and process jobs."""
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Callable, Dict, Optional, Type, TypeVar, Union
+
+from pygearman import _libgearman
+from pygearman._libgearman import GearmanJob
+from pygearman._servers import Servers, parse_server, parse_servers
+
+__all__ = ["GearmanWorker", "GearmanJob", "JobFunction"]
+
+Result = Union[bytes, bytearray, memoryview, str, None]
+JobFunction = Callable[[GearmanJob], Result]
+F = TypeVar("F", bound=JobFunction)
+
+
+class GearmanWorker(_libgearman.Worker):
+    """A Gearman worker bound to libgearman.
+
+    ``servers`` as for :class:`GearmanClient`. Register functions with :meth:`add_function` or
+    the :meth:`function` decorator, then call :meth:`work` (one job, as in PHP) or :meth:`run`
+    (until :meth:`stop`, Ctrl-C or a timeout). A function receives a :class:`GearmanJob` and
+    returns the result (bytes-like, str or None). If it raises, the client gets a
+    ``JobException`` carrying ``"ExceptionType: message"``; the job is not retried.
+    The worker reconnects by itself, backing off while no server answers.
+    """
+
+    def __init__(self, servers: Servers = None,
+                 functions: Optional[Dict[str, JobFunction]] = None) -> None:
+        for host, port in parse_servers(servers):
+            self._add_server(host.encode(), port)
+        for name, fn in (functions or {}).items():
+            self.add_function(name, fn)
+
+    def add_server(self, host: str = "127.0.0.1", port: int = 4730) -> None:
+        """Add one job server (``host`` may also be ``"host:port"``)."""
+        if isinstance(host, str) and host.count(":") == 1 and port == 4730:
+            h, p = parse_server(host)
+        else:
+            h, p = parse_server((host, port))
+        self._add_server(h.encode(), p)
+
+    def add_servers(self, servers: Servers) -> None:
+        """Add job servers: ``"h1:4730,h2:4730"`` or a list."""
+        for host, port in parse_servers(servers):
+            self._add_server(host.encode(), port)
+
+    def function(self, name: Optional[str] = None, *, timeout: int = 0) -> Callable[[F], F]:
+        """Decorator: ``@worker.function("title")`` registers the function (default name: the
+        Python function's name) and returns it unchanged."""
+        if callable(name):
+            raise TypeError("use @worker.function() or @worker.function('name'), with parentheses")
+
+        def register(fn: F) -> F:
+            self.add_function(name if name is not None else fn.__name__, fn, timeout)
+            return fn
+
+        return register
+
+    def __enter__(self) -> "GearmanWorker":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ",".join(self.servers)
+        return f"<GearmanWorker {state} functions={self.functions!r}>"
