@@ -10,12 +10,13 @@ cdef struct _Payload:
 
 
 cdef class _ServerConn:
-    cdef gearman_client_st *c      # one libgearman client per job server: failover and arming are per server
+    cdef gearman_client_st *c      # one libgearman client per job server (failover and arming are per
+                                   # server); NULL until first use and after reset()
     cdef readonly bytes host       # as given by the user (hostname or IP literal)
     cdef readonly int port
     cdef bint armed                # the "exceptions" server option was accepted on this connection
     cdef double down_until         # monotonic time until which a failed server is tried last
-    cdef int _attach(self) except -1
+    cdef int ensure(self) except -1
     cdef void reset(self) noexcept
 
 

@@ -92,23 +92,27 @@ cdef inline double _now() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
-cdef double _deadline_from(object timeout, double default) except? -2.0:
-    """Absolute monotonic deadline, or -1 for none. Validates before any I/O."""
+cdef double _seconds(object timeout) except? -2.0:
+    """A user's timeout in seconds, validated before any I/O; -1 for none (None or inf)."""
     cdef double t
-    if timeout is _UNSET:
-        t = default
-        if t < 0:
-            return -1.0
-    elif timeout is None:
+    if timeout is None:
         return -1.0
-    else:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-        t = timeout
-        if isnan(t) or t < 0:
-            raise ValueError(f"timeout must be >= 0 seconds (or None for no deadline), got {timeout!r}")
-        if t == float("inf"):
-            return -1.0
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    t = timeout
+    if isnan(t) or t < 0:
+        raise ValueError(f"timeout must be >= 0 seconds (or None for no deadline), got {timeout!r}")
+    if t == float("inf"):
+        return -1.0
+    return t
+
+
+cdef double _deadline_from(object timeout, double default) except? -2.0:
+    """Absolute monotonic deadline, or -1 for none. ``default`` (seconds, -1 none) applies when
+    the caller passed nothing."""
+    cdef double t = default if timeout is _UNSET else _seconds(timeout)
+    if t < 0:
+        return -1.0
     return _now() + t
 
 
@@ -269,6 +273,7 @@ cdef struct _TaskCtx:
     void *result         # malloc'd by libgearman (gearman_task_take_data); ours to free
     size_t result_len
     bint have_result
+    double slice_end     # when run_tasks should hand control back even if packets keep coming
 
 
 cdef gearman_return_t _on_complete(gearman_task_st *task) noexcept nogil:
@@ -279,46 +284,66 @@ cdef gearman_return_t _on_complete(gearman_task_st *task) noexcept nogil:
     return GEARMAN_SUCCESS
 
 
+cdef gearman_return_t _on_progress(gearman_task_st *task) noexcept nogil:
+    """created/data/warning/status packets. libgearman's timeout is per poll, so a job that keeps
+    sending status never times out (BRIEFING §2.1); pausing here returns control to _run, which
+    checks Ctrl-C and the deadline. On resume libgearman calls us again for the same packet:
+    slice_end was cleared, so that call lets it through."""
+    cdef _TaskCtx *ctx = <_TaskCtx *>gearman_task_context(task)
+    if ctx != NULL and ctx.slice_end > 0 and _now() >= ctx.slice_end:
+        ctx.slice_end = 0
+        return GEARMAN_PAUSE
+    return GEARMAN_SUCCESS
+
+
 # ---------------------------------------------------------------------------------------------
 
 @cython.final
 cdef class _ServerConn:
+    """One job server, with its own libgearman client handle, made on first use."""
+
     def __cinit__(self, bytes host, int port):
         self.host = host
         self.port = port
+        self.c = NULL
+
+    cdef int ensure(self) except -1:
+        """Create and configure the handle if needed. add_server resolves the name
+        (getaddrinfo), so it runs without the GIL and only when the server is first used."""
+        cdef gearman_return_t rc
+        cdef const char *host = self.host
+        cdef in_port_t port = <in_port_t>self.port
+        if self.c != NULL:
+            return 0
         self.c = gearman_client_create(NULL)
         if self.c == NULL:
             raise MemoryError("gearman_client_create failed")
-        self._attach()
-
-    cdef int _attach(self) except -1:
-        # gearman_client_create has already added $GEARMAN_SERVERS; this connection is ours alone.
+        # gearman_client_create has already added $GEARMAN_SERVERS; this handle is for one server.
         gearman_client_remove_servers(self.c)
-        cdef gearman_return_t rc = gearman_client_add_server(self.c, self.host, <in_port_t>self.port)
+        with nogil:
+            rc = gearman_client_add_server(self.c, host, port)
         if rc != GEARMAN_SUCCESS:
-            raise error_class_for(rc)(f"{self.address}: {_clean(_text(gearman_client_error(self.c)))}", rc)
+            err = error_class_for(rc)(f"{self.address}: {_clean(_text(gearman_client_error(self.c)))}", rc)
+            self.reset()
+            raise _NotSent(err)
         gearman_client_set_timeout(self.c, SLICE_MS)
         gearman_client_set_complete_fn(self.c, _on_complete)
+        gearman_client_set_created_fn(self.c, _on_progress)
+        gearman_client_set_data_fn(self.c, _on_progress)
+        gearman_client_set_warning_fn(self.c, _on_progress)
+        gearman_client_set_status_fn(self.c, _on_progress)
         return 0
 
     cdef void reset(self) noexcept:
-        """Start over with a new libgearman client: drops the socket, any half-sent or half-read
-        packet and every counter. After COULD_NOT_CONNECT this is what keeps the next job from
-        being lost (created_id skew, BRIEFING §2.2). A new handle rather than remove/add_servers:
-        libgearman 1.1.20 loses the next job's reply when it re-sends the stored "exceptions"
-        option itself on reconnect inside run_tasks (seen here), so we re-arm explicitly."""
-        cdef gearman_client_st *fresh = gearman_client_create(NULL)
-        if fresh == NULL:
-            gearman_client_remove_servers(self.c)
-            gearman_client_add_server(self.c, self.host, <in_port_t>self.port)
-            return
-        gearman_client_free(self.c)
-        self.c = fresh
+        """Start over with a new libgearman handle on next use: drops the socket, any half-sent
+        or half-read packet and every counter. After COULD_NOT_CONNECT this is what keeps the
+        next job from being lost (created_id skew, BRIEFING §2.2). A new handle rather than
+        remove/add_servers: libgearman 1.1.20 lost the next job's reply when it re-sent the
+        stored "exceptions" option by itself inside run_tasks (seen here), so we re-arm."""
+        if self.c != NULL:
+            gearman_client_free(self.c)
+            self.c = NULL
         self.armed = False
-        try:
-            self._attach()
-        except BaseException:
-            pass
 
     @property
     def address(self):
@@ -329,6 +354,20 @@ cdef class _ServerConn:
         if self.c != NULL:
             gearman_client_free(self.c)
             self.c = NULL
+
+
+cdef int _tick(_ServerConn s, double deadline, str what) except -1:
+    """Between two slices of a blocking call: surface Ctrl-C and enforce the deadline. Either
+    way the call is abandoned mid-protocol, so the connection is dropped, not reused."""
+    try:
+        PyErr_CheckSignals()
+    except BaseException:
+        s.reset()
+        raise
+    if deadline >= 0 and _now() >= deadline:
+        s.reset()
+        raise GearmanTimeoutError(f"{s.address}: {what} before the deadline", GEARMAN_TIMEOUT)
+    return 0
 
 
 class _NotSent(Exception):
@@ -349,7 +388,9 @@ cdef str _clean(str msg):
 
 cdef object _client_error(_ServerConn s, gearman_return_t rc, str context=None):
     cdef int err
-    if rc == GEARMAN_COULD_NOT_CONNECT or rc == GEARMAN_NO_ACTIVE_FDS:
+    if s.c == NULL:
+        msg = strerror(rc)
+    elif rc == GEARMAN_COULD_NOT_CONNECT or rc == GEARMAN_NO_ACTIVE_FDS:
         err = gearman_client_errno(s.c)
         why = os.strerror(err) if err else "connection refused or host unreachable"
         msg = f"cannot connect to the job server ({why})"
@@ -380,8 +421,7 @@ cdef class Client:
         self._conns.append(_ServerConn(host, port))
 
     def _set_default_timeout(self, timeout):
-        cdef double d = _deadline_from(timeout, -1.0)
-        self._default_timeout = -1.0 if d < 0 else d - _now()
+        self._default_timeout = _seconds(timeout)
 
     @property
     def servers(self):
@@ -426,6 +466,7 @@ cdef class Client:
         and only sticks once a server has accepted it, so we retry until it does."""
         cdef bint ok
         cdef gearman_return_t rc
+        s.ensure()
         while not s.armed:
             gearman_client_set_timeout(s.c, _slice_ms(deadline))
             with nogil:
@@ -435,15 +476,7 @@ cdef class Client:
                 break
             rc = gearman_client_error_code(s.c)
             if rc == GEARMAN_TIMEOUT:
-                try:
-                    PyErr_CheckSignals()
-                except BaseException:
-                    s.reset()
-                    raise
-                if deadline >= 0 and _now() >= deadline:
-                    s.reset()
-                    raise GearmanTimeoutError(f"{s.address}: no answer from the job server "
-                                              f"before the deadline", GEARMAN_TIMEOUT)
+                _tick(s, deadline, "no answer from the job server")
                 continue
             err = _client_error(s, rc)
             s.reset()
@@ -582,23 +615,18 @@ cdef class Client:
         """Run the client's pending task to its end in GIL-free slices; Ctrl-C and the deadline
         are checked between slices (run_tasks resumes after GEARMAN_TIMEOUT)."""
         cdef gearman_return_t rc
+        cdef int ms
+        cdef _TaskCtx *ctx = <_TaskCtx *>gearman_task_context(task)
         while True:
-            gearman_client_set_timeout(s.c, _slice_ms(deadline))
+            ms = _slice_ms(deadline)
+            gearman_client_set_timeout(s.c, ms)
+            ctx.slice_end = _now() + ms / 1000.0
             with nogil:
                 rc = gearman_client_run_tasks(s.c)
             if rc == GEARMAN_SUCCESS:
                 return 0
-            if rc == GEARMAN_TIMEOUT or rc == GEARMAN_IO_WAIT:
-                try:
-                    PyErr_CheckSignals()
-                except BaseException:
-                    # The job may be half sent; drop the connection rather than reuse it.
-                    s.reset()
-                    raise
-                if deadline >= 0 and _now() >= deadline:
-                    s.reset()
-                    raise GearmanTimeoutError(f"{s.address}: the job did not finish before the "
-                                              f"deadline", GEARMAN_TIMEOUT)
+            if rc == GEARMAN_TIMEOUT or rc == GEARMAN_IO_WAIT or rc == GEARMAN_PAUSE:
+                _tick(s, deadline, "the job did not finish")
                 continue
             err = _client_error(s, rc)
             s.reset()
@@ -669,21 +697,18 @@ cdef class Client:
             candidates = [known_server] if known_server is not None else list(self._conns)
             last = None
             for s in candidates:
+                try:
+                    s.ensure()
+                except _NotSent as e:
+                    last = e.args[0]
+                    continue
                 while True:
                     gearman_client_set_timeout(s.c, _slice_ms(deadline))
                     with nogil:
                         rc = gearman_client_job_status(s.c, hp, &known, &running, &num, &den)
                     if rc != GEARMAN_TIMEOUT:
                         break
-                    try:
-                        PyErr_CheckSignals()
-                    except BaseException:
-                        s.reset()
-                        raise
-                    if deadline >= 0 and _now() >= deadline:
-                        s.reset()
-                        raise GearmanTimeoutError(f"{s.address}: no status before the deadline",
-                                                  GEARMAN_TIMEOUT)
+                    _tick(s, deadline, "no status")
                 if rc == GEARMAN_SUCCESS:
                     if known or len(candidates) == 1:
                         return (known != 0, running != 0, num, den)
@@ -711,17 +736,17 @@ cdef class Client:
             self._enter()
             try:
                 for s in self._conns:
+                    try:
+                        s.ensure()
+                    except _NotSent as e:
+                        raise e.args[0] from None
                     while True:
                         gearman_client_set_timeout(s.c, _slice_ms(deadline))
                         with nogil:
                             rc = gearman_client_echo(s.c, p.ptr, p.size)
                         if rc != GEARMAN_TIMEOUT:
                             break
-                        PyErr_CheckSignals()
-                        if deadline >= 0 and _now() >= deadline:
-                            s.reset()
-                            raise GearmanTimeoutError(f"{s.address}: no echo before the deadline",
-                                                      GEARMAN_TIMEOUT)
+                        _tick(s, deadline, "no echo")
                     if rc != GEARMAN_SUCCESS:
                         err = _client_error(s, rc)
                         s.reset()
@@ -846,6 +871,7 @@ cdef class GearmanJob:
 
     def send_complete(self, data=b""):
         """Finish the job with this result now; the function's return value is then ignored."""
+        self._check()
         if self._finished:
             raise RuntimeError("this job already has its outcome")
         self._send_bytes(2, data)
@@ -1101,12 +1127,12 @@ cdef class Worker:
         cdef gearman_return_t rc
         cdef unsigned long long start = self._jobs
         cdef bint warned = False
-        if not self._functions:
-            raise RuntimeError("no functions registered: call add_function() first")
-        if not self._servers:
-            raise ValueError("no job servers: add one with add_server()")
         self._enter()
         try:
+            if not self._functions:
+                raise RuntimeError("no functions registered: call add_function() first")
+            if not self._servers:
+                raise ValueError("no job servers: add one with add_server()")
             while True:
                 if self._stop_requested:
                     break

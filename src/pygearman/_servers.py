@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Sequence, Tuple, Union
 
 DEFAULT_PORT = 4730
 DEFAULT_SERVER = "127.0.0.1:4730"
@@ -22,6 +22,8 @@ def parse_server(spec: ServerSpec) -> Tuple[str, int]:
         host, port = spec
         if not isinstance(host, str):
             raise TypeError(f"server host must be a str, not {type(host).__name__}")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"server port must be an int, not {type(port).__name__}")
         return _check(host, port, spec)
     if not isinstance(spec, str):
         raise TypeError(f"a server must be 'host:port' or (host, port), not {type(spec).__name__}")
@@ -88,6 +90,3 @@ def parse_servers(servers: Servers) -> List[Tuple[str, int]]:
 def format_server(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-
-def first_or_none(values: Sequence[Tuple[str, int]]) -> Optional[Tuple[str, int]]:
-    return values[0] if values else None

@@ -111,6 +111,7 @@ class GearmandServer:
                                          stderr=open(self.workdir / "gearmand.stderr", "ab"),
                                          start_new_session=True)
             if self._wait_ready():
+                self._fixed_port = True  # a later start() (after stop()) reuses this port
                 return self
             last_err = self.log_tail()
             self._kill_proc()

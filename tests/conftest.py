@@ -1,0 +1,89 @@
+"""Shared fixtures: real gearmand servers (from pygearman.testing) and workers in threads."""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import uuid
+from typing import Callable, Dict, Iterator, List, Optional
+
+import pytest
+
+import pygearman
+from pygearman import GearmanClient, GearmanWorker
+from pygearman.testing import GearmandServer
+
+pytest_plugins = ["pytester"]
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def gearmand_exc() -> Iterator[GearmandServer]:
+    """A second session server, started with --exceptions."""
+    with GearmandServer(exceptions=True) as server:
+        yield server
+
+
+@pytest.fixture(params=["plain", "exceptions"])
+def any_gearmand(request: pytest.FixtureRequest, gearmand: GearmandServer,
+                 gearmand_exc: GearmandServer) -> GearmandServer:
+    """Runs the test against gearmand without and with --exceptions."""
+    return gearmand if request.param == "plain" else gearmand_exc
+
+
+@pytest.fixture
+def fname(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Function names unique to this test, so tests can share one server."""
+    tag = f"{next(_counter)}_{uuid.uuid4().hex[:6]}"
+
+    def make(base: str) -> str:
+        return f"{base}_{tag}"
+
+    return make
+
+
+class WorkerThread:
+    """A GearmanWorker running run() in a thread; stopped and joined on teardown."""
+
+    def __init__(self, servers: object, functions: Dict[str, Callable[..., object]]) -> None:
+        self.worker = GearmanWorker(servers)  # type: ignore[arg-type]
+        for name, fn in functions.items():
+            self.worker.add_function(name, fn)
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        except BaseException as e:  # surfaced by stop()
+            self.error = e
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "worker thread did not stop within 10 s"
+        self.worker.close()
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., WorkerThread]]:
+    started: List[WorkerThread] = []
+
+    def start(servers: object, functions: Dict[str, Callable[..., object]]) -> WorkerThread:
+        wt = WorkerThread(servers, functions)
+        started.append(wt)
+        return wt
+
+    yield start
+    for wt in started:
+        wt.stop()
+
+
+@pytest.fixture
+def client(gearmand: GearmandServer) -> Iterator[GearmanClient]:
+    with GearmanClient(gearmand.address, timeout=20) as c:
+        yield c

@@ -1,0 +1,99 @@
+"""The main job (python -m pygearman demo) and the pygearman.testing helpers."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import pygearman
+from pygearman.demo import ucwords
+from pygearman.testing import GearmandServer, find_gearmand
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _env():
+    env = dict(os.environ)
+    env["PATH"] = env.get("PATH", "") + ":/usr/sbin"
+    return env
+
+
+def test_demo_runs_the_seed_example():
+    out = subprocess.run([sys.executable, "-m", "pygearman", "demo"], capture_output=True,
+                         text=True, timeout=60, env=_env())
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "All The World's A Stage" in lines
+    assert any(l.startswith("[demo] background: do_background") for l in lines)
+    assert any("status: known=True running=True" in l for l in lines)
+    assert "[demo] background job finished" in lines
+
+
+def test_demo_against_given_servers(gearmand):
+    out = subprocess.run([sys.executable, "-m", "pygearman", "demo", "--servers",
+                          gearmand.address], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "All The World's A Stage" in out.stdout.splitlines()
+    assert "started gearmand" not in out.stdout
+
+
+def test_version_command():
+    out = subprocess.run([sys.executable, "-m", "pygearman", "version"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0
+    assert pygearman.__version__ in out.stdout and pygearman.libgearman_version() in out.stdout
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("all the world's a stage", "All The World's A Stage"),
+    ("  two  spaces", "  Two  Spaces"),
+    ("tab\tand\nnewline", "Tab\tAnd\nNewline"),
+    ("", ""),
+    ("élan vital", "Élan Vital"),
+])
+def test_ucwords_matches_php(text, expected):
+    assert ucwords(text) == expected
+
+
+def test_gearmand_server_lifecycle():
+    assert os.access(find_gearmand(), os.X_OK)
+    server = GearmandServer()
+    assert not server.running
+    with server:
+        assert server.running and server.pid
+        host, port = server.address.split(":")
+        assert host == "127.0.0.1" and int(port) > 0
+        assert "OK" in server.admin("version") or server.admin("version").strip()
+        pid = server.pid
+        server.restart()
+        assert server.running and server.pid != pid and server.address == f"{host}:{port}"
+        assert server.log_path.exists()
+        server.kill()
+        assert not server.running
+        server.start()
+        assert server.address == f"{host}:{port}"
+        pid = server.pid
+    assert not server.running
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_gearmand_options_and_fixture(gearmand, gearmand_factory):
+    assert gearmand.running
+    s = gearmand_factory(exceptions=True, args=["--job-retries=2"])
+    assert s.running and s.address != gearmand.address
+
+
+def test_fixture_is_usable_by_user_tests(pytester):
+    pytester.makepyfile("""
+        from pygearman import GearmanClient, GearmanWorker
+        def test_user(gearmand):
+            with GearmanWorker(gearmand.address) as w, GearmanClient(gearmand.address) as c:
+                w.add_function("up", lambda job: job.workload.upper())
+                c.do_background("up", "x")
+                assert w.work(timeout=10)
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
