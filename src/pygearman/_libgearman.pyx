@@ -18,6 +18,7 @@ from pygearman.includes.libgearman cimport *
 
 import logging
 import os
+import warnings
 
 from pygearman.errors import (
     GearmanConnectionError,
@@ -768,9 +769,11 @@ cdef class Client:
 
     def __del__(self):
         if not self._closed and self._conns:
-            import warnings
-            warnings.warn(f"unclosed {type(self).__name__} {self.servers!r}; use close() or "
-                          f"'with'", ResourceWarning, source=self)
+            try:
+                warnings.warn(f"unclosed {type(self).__name__} {self.servers!r}; use close() or "
+                              f"'with'", ResourceWarning, source=self)
+            except Exception:
+                pass  # interpreter shutdown: the memory is freed by __dealloc__ regardless
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1229,6 +1232,8 @@ cdef class Worker:
 
     def __del__(self):
         if not self._closed and self._servers:
-            import warnings
-            warnings.warn(f"unclosed {type(self).__name__}; use close() or 'with'",
-                          ResourceWarning, source=self)
+            try:
+                warnings.warn(f"unclosed {type(self).__name__}; use close() or 'with'",
+                              ResourceWarning, source=self)
+            except Exception:
+                pass  # interpreter shutdown: the memory is freed by __dealloc__ regardless

@@ -30,23 +30,23 @@ def parse_server(spec: ServerSpec) -> Tuple[str, int]:
     text = spec.strip()
     if not text:
         raise ValueError("empty server address; expected 'host', 'host:port' or '[ipv6]:port'")
-    port: object = DEFAULT_PORT
+    port_text: object = DEFAULT_PORT
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
             raise ValueError(f"bad server address {spec!r}: missing ']' after an IPv6 address")
-        host, rest = text[1:end], text[end + 1:]
+        name, rest = text[1:end], text[end + 1:]
         if rest:
             if not rest.startswith(":"):
                 raise ValueError(f"bad server address {spec!r}: expected ':port' after ']'")
-            port = rest[1:]
+            port_text = rest[1:]
     elif text.count(":") == 1:
-        host, port = text.split(":")
+        name, port_text = text.split(":")
     elif ":" in text:
         raise ValueError(f"bad server address {spec!r}: write IPv6 addresses as '[addr]:port'")
     else:
-        host = text
-    return _check(host, port, spec)
+        name = text
+    return _check(name, port_text, spec)
 
 
 def _check(host: str, port: object, spec: object) -> Tuple[str, int]:

@@ -69,7 +69,7 @@ class GearmanClient(_libgearman.Client):
     def submit(self, function: Union[str, bytes], workload: Workload = b"", *,
                priority: Priority = Priority.NORMAL, background: bool = False,
                unique: Optional[Union[str, bytes]] = None,
-               timeout: Optional[float] = _UNSET) -> Union[bytes, str]:
+               timeout: Union[float, None, _libgearman._Unset] = _UNSET) -> Union[bytes, str]:
         """Submit a job. Foreground: waits and returns the result (bytes). Background:
         returns the job handle (str) as soon as the server has queued the job.
 
@@ -81,7 +81,7 @@ class GearmanClient(_libgearman.Client):
         return self._do(int(priority), bool(background), function, workload, unique, timeout)
 
     def job_status(self, handle: Union[str, bytes], *,
-                   timeout: Optional[float] = _UNSET) -> JobStatus:
+                   timeout: Union[float, None, _libgearman._Unset] = _UNSET) -> JobStatus:
         """Status of a background job by its handle (``known=False`` once it has finished)."""
         return JobStatus(*self._job_status(handle, timeout))
 

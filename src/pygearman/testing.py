@@ -107,9 +107,10 @@ class GearmandServer:
             if self.exceptions:
                 cmd.append("--exceptions")
             cmd += self.args
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=open(self.workdir / "gearmand.stderr", "ab"),
-                                         start_new_session=True)
+            with open(self.workdir / "gearmand.stderr", "ab") as err:
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=err,
+                                             start_new_session=True)
             if self._wait_ready():
                 self._fixed_port = True  # a later start() (after stop()) reuses this port
                 return self
