@@ -1,5 +1,5 @@
 """pygearman: a fast Gearman client and worker for Python, built on libgearman."""
-from pygearman._libgearman import GearmanJob, libgearman_version, new_unique
+from pygearman._libgearman import GearmanJob, GearmanTask, JobStream, libgearman_version, new_unique
 from pygearman._version import __version__
 from pygearman.client import GearmanClient, JobStatus, Priority
 from pygearman.errors import (
@@ -13,6 +13,7 @@ from pygearman.errors import (
     NotSupportedError,
     ProtocolError,
     ReturnCode,
+    Retry,
     ServerError,
 )
 from pygearman.worker import GearmanWorker
@@ -22,6 +23,9 @@ __all__ = [
     "GearmanClient",
     "GearmanWorker",
     "GearmanJob",
+    "GearmanTask",
+    "JobStream",
+    "Retry",
     "Priority",
     "JobStatus",
     "GearmanError",

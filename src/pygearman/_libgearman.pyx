@@ -5,12 +5,13 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport PyObject
+
 from libc.errno cimport EINTR, errno
 from libc.math cimport isnan
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcpy, memset, strlen
+from libc.time cimport time_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport getpid, read
 
@@ -26,8 +27,26 @@ from pygearman.errors import (
     GearmanTimeoutError,
     JobException,
     JobFailed,
+    Retry,
     error_class_for,
 )
+
+cdef extern from *:
+    """
+    /* gearman_argument_t has const members: build it and the epoch attribute in C. */
+    static gearman_task_st *pyg_execute_epoch(gearman_client_st *c, const char *fn, size_t fnn,
+                                              const char *uq, size_t uqn, time_t when,
+                                              gearman_job_priority_t prio, const char *wp,
+                                              size_t wn, void *ctx)
+    {
+        gearman_task_attr_t attr = gearman_task_attr_init_epoch(when, prio);
+        gearman_argument_t arg = gearman_argument_make(NULL, 0, wp, wn);
+        return gearman_execute(c, fn, fnn, uq, uqn, &attr, &arg, ctx);
+    }
+    """
+    gearman_task_st *_execute_epoch "pyg_execute_epoch"(
+        gearman_client_st *c, const char *fn, size_t fnn, const char *uq, size_t uqn,
+        time_t when, gearman_job_priority_t prio, const char *wp, size_t wn, void *ctx) nogil
 
 cdef extern from "<poll.h>" nogil:
     struct pollfd:
@@ -268,33 +287,79 @@ cdef str _text(const char *s):
 
 
 # ---------------------------------------------------------------------------------------------
-# task callbacks: called by libgearman inside run_tasks, with the GIL released. They only record.
+# task callbacks: called by libgearman inside run_tasks, with the GIL released. They record into
+# the task's C context and only take the GIL when a Python callback was asked for.
 
-cdef struct _TaskCtx:
-    void *result         # malloc'd by libgearman (gearman_task_take_data); ours to free
-    size_t result_len
-    bint have_result
-    double slice_end     # when run_tasks should hand control back even if packets keep coming
+cdef enum:
+    EV_CREATED = 1
+    EV_DATA = 2
+    EV_WARNING = 4
+    EV_STATUS = 8
+    EV_COMPLETE = 16
+    EV_FAIL = 32
+    EV_EXCEPTION = 64
+    EV_PROGRESS = 15            # created | data | warning | status
 
 
-cdef gearman_return_t _on_complete(gearman_task_st *task) noexcept nogil:
+cdef int _dispatch(gearman_task_st *task, _TaskCtx *ctx, int ev) noexcept with gil:
+    """Hand an event to the GearmanTask. Returns 1 to make run_tasks return (a callback raised,
+    or stream() has a chunk to yield)."""
+    cdef GearmanTask t = <GearmanTask>ctx.pytask
+    try:
+        t._event(task, ev)
+    except BaseException as e:
+        t._client._cb_exc = e
+        ctx.ctl.cb_error = True
+        return 1
+    return 1 if ctx.ctl.pause_requested else 0
+
+
+cdef inline gearman_return_t _event(gearman_task_st *task, int ev) noexcept nogil:
+    """Pausing (GEARMAN_PAUSE) makes run_tasks return with its state kept; libgearman's timeout
+    is per poll, so a job that keeps sending status would otherwise never let us check Ctrl-C or
+    the deadline (BRIEFING §2.1). On resume libgearman calls the same callback again for the same
+    packet (BRIEFING §7): skip_next lets that call through without repeating the event."""
     cdef _TaskCtx *ctx = <_TaskCtx *>gearman_task_context(task)
-    if ctx != NULL and not ctx.have_result:
+    if ctx == NULL:
+        return GEARMAN_SUCCESS
+    if ctx.skip_next:
+        ctx.skip_next = False
+        return GEARMAN_SUCCESS
+    if ev == EV_COMPLETE and not ctx.have_result:
         ctx.result = gearman_task_take_data(task, &ctx.result_len)
         ctx.have_result = True
-    return GEARMAN_SUCCESS
-
-
-cdef gearman_return_t _on_progress(gearman_task_st *task) noexcept nogil:
-    """created/data/warning/status packets. libgearman's timeout is per poll, so a job that keeps
-    sending status never times out (BRIEFING §2.1); pausing here returns control to _run, which
-    checks Ctrl-C and the deadline. On resume libgearman calls us again for the same packet:
-    slice_end was cleared, so that call lets it through."""
-    cdef _TaskCtx *ctx = <_TaskCtx *>gearman_task_context(task)
-    if ctx != NULL and ctx.slice_end > 0 and _now() >= ctx.slice_end:
-        ctx.slice_end = 0
+    if ev & (EV_COMPLETE | EV_FAIL | EV_EXCEPTION):
+        ctx.ctl.done += 1
+    if ctx.wants & ev:
+        if _dispatch(task, ctx, ev):
+            ctx.skip_next = True
+            return GEARMAN_PAUSE
+    if (ev & EV_PROGRESS) and _now() >= ctx.ctl.slice_end:
+        ctx.skip_next = True
         return GEARMAN_PAUSE
     return GEARMAN_SUCCESS
+
+
+cdef gearman_return_t _on_created(gearman_task_st *task) noexcept nogil:
+    return _event(task, EV_CREATED)
+
+cdef gearman_return_t _on_data(gearman_task_st *task) noexcept nogil:
+    return _event(task, EV_DATA)
+
+cdef gearman_return_t _on_warning(gearman_task_st *task) noexcept nogil:
+    return _event(task, EV_WARNING)
+
+cdef gearman_return_t _on_status(gearman_task_st *task) noexcept nogil:
+    return _event(task, EV_STATUS)
+
+cdef gearman_return_t _on_complete(gearman_task_st *task) noexcept nogil:
+    return _event(task, EV_COMPLETE)
+
+cdef gearman_return_t _on_exception(gearman_task_st *task) noexcept nogil:
+    return _event(task, EV_EXCEPTION)
+
+cdef gearman_return_t _on_fail(gearman_task_st *task) noexcept nogil:
+    return _event(task, EV_FAIL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,12 +373,14 @@ cdef class _ServerConn:
         self.port = port
         self.c = NULL
 
-    cdef int ensure(self) except -1:
+    cdef int ensure(self, Client owner) except -1:
         """Create and configure the handle if needed. add_server resolves the name
         (getaddrinfo), so it runs without the GIL and only when the server is first used."""
         cdef gearman_return_t rc
         cdef const char *host = self.host
         cdef in_port_t port = <in_port_t>self.port
+        cdef const char *ident
+        cdef size_t ident_len
         if self.c != NULL:
             return 0
         self.c = gearman_client_create(NULL)
@@ -328,11 +395,25 @@ cdef class _ServerConn:
             self.reset()
             raise _NotSent(err)
         gearman_client_set_timeout(self.c, SLICE_MS)
+        gearman_client_set_created_fn(self.c, _on_created)
+        gearman_client_set_data_fn(self.c, _on_data)
+        gearman_client_set_warning_fn(self.c, _on_warning)
+        gearman_client_set_status_fn(self.c, _on_status)
         gearman_client_set_complete_fn(self.c, _on_complete)
-        gearman_client_set_created_fn(self.c, _on_progress)
-        gearman_client_set_data_fn(self.c, _on_progress)
-        gearman_client_set_warning_fn(self.c, _on_progress)
-        gearman_client_set_status_fn(self.c, _on_progress)
+        gearman_client_set_exception_fn(self.c, _on_exception)
+        gearman_client_set_fail_fn(self.c, _on_fail)
+        if owner._namespace is not None:
+            gearman_client_set_namespace(self.c, PyBytes_AS_STRING(owner._namespace),
+                                         PyBytes_GET_SIZE(owner._namespace))
+        if owner._identifier is not None:
+            ident = PyBytes_AS_STRING(owner._identifier)
+            ident_len = PyBytes_GET_SIZE(owner._identifier)
+            with nogil:   # sends SET_CLIENT_ID at once (connects)
+                rc = gearman_client_set_identifier(self.c, ident, ident_len)
+            if rc != GEARMAN_SUCCESS:
+                err = _client_error(self, rc)
+                self.reset()
+                raise _NotSent(err)
         return 0
 
     cdef void reset(self) noexcept:
@@ -376,7 +457,7 @@ class _NotSent(Exception):
 
 
 class _Stale(Exception):
-    """The connection broke before the server acknowledged the job: retry once on a new one."""
+    """The connection broke before the server acknowledged anything: retry once on a new one."""
 
 
 cdef str _clean(str msg):
@@ -404,6 +485,316 @@ cdef object _client_error(_ServerConn s, gearman_return_t rc, str context=None):
     return error_class_for(rc)(f"{s.address}: {msg}", rc)
 
 
+cdef inline bint _is_conn_error(gearman_return_t rc) noexcept:
+    return rc in (GEARMAN_COULD_NOT_CONNECT, GEARMAN_LOST_CONNECTION, GEARMAN_NO_ACTIVE_FDS,
+                  GEARMAN_NOT_CONNECTED, GEARMAN_GETADDRINFO, GEARMAN_ERRNO)
+
+
+cdef gearman_task_st *_add(gearman_client_st *c, int priority, bint background, void *ctx,
+                           const char *fn, const char *uq, const char *wp, size_t wn,
+                           gearman_return_t *rc) noexcept nogil:
+    if background:
+        if priority == GEARMAN_JOB_PRIORITY_HIGH:
+            return gearman_client_add_task_high_background(c, NULL, ctx, fn, uq, wp, wn, rc)
+        if priority == GEARMAN_JOB_PRIORITY_LOW:
+            return gearman_client_add_task_low_background(c, NULL, ctx, fn, uq, wp, wn, rc)
+        return gearman_client_add_task_background(c, NULL, ctx, fn, uq, wp, wn, rc)
+    if priority == GEARMAN_JOB_PRIORITY_HIGH:
+        return gearman_client_add_task_high(c, NULL, ctx, fn, uq, wp, wn, rc)
+    if priority == GEARMAN_JOB_PRIORITY_LOW:
+        return gearman_client_add_task_low(c, NULL, ctx, fn, uq, wp, wn, rc)
+    return gearman_client_add_task(c, NULL, ctx, fn, uq, wp, wn, rc)
+
+
+cdef object _job_error(gearman_task_st *task, gearman_return_t rc, str fname):
+    """The exception for a finished task whose outcome is not success."""
+    cdef const char *exc_p
+    cdef size_t exc_n
+    handle = _text(gearman_task_job_handle(task)) or None
+    if rc == GEARMAN_WORK_EXCEPTION:
+        exc_p = gearman_task_exception(task).c_str
+        exc_n = gearman_task_exception(task).size
+        text = (exc_p[:exc_n].decode("utf-8", "replace") if exc_p != NULL and exc_n
+                else "the worker raised an exception (no message)")
+        return JobException(text, rc, handle=handle, function=fname)
+    if rc == GEARMAN_WORK_FAIL:
+        return JobFailed(f"job {fname!r} failed: the worker reported WORK_FAIL", rc,
+                         handle=handle, function=fname)
+    msg = _clean(_text(gearman_task_error(task))) or strerror(rc)
+    return error_class_for(rc)(f"job {fname!r}: {msg}", rc)
+
+
+cdef int _check_priority(int priority) except -1:
+    if priority != GEARMAN_JOB_PRIORITY_HIGH and priority != GEARMAN_JOB_PRIORITY_NORMAL \
+            and priority != GEARMAN_JOB_PRIORITY_LOW:
+        raise ValueError(f"priority must be Priority.HIGH, NORMAL or LOW, not {priority!r}")
+    return 0
+
+
+cdef double _epoch_of(object when) except -1.0:
+    if isinstance(when, bool) or when is None:
+        raise TypeError("when must be a datetime or a POSIX timestamp")
+    if hasattr(when, "timestamp") and callable(when.timestamp):
+        return when.timestamp()   # naive datetimes are local time, as datetime.timestamp() says
+    if isinstance(when, (int, float)):
+        if isnan(when) or when < 0 or when > 253402300799:
+            raise ValueError(f"when must be a time between 1970 and 9999, got {when!r}")
+        return when
+    raise TypeError(f"when must be a datetime or a POSIX timestamp, not {type(when).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+cdef class GearmanTask:
+    """One job of a task set (see GearmanClient.add_task). Its fields are copied out of
+    libgearman as events arrive, so they stay readable after the run."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("GearmanTask objects are made by GearmanClient.add_task()")
+
+    @property
+    def function_name(self):
+        return self._fn.decode("utf-8", "replace")
+
+    @property
+    def unique(self):
+        return self._uq.decode("utf-8", "replace") if self._uq is not None else None
+
+    @property
+    def workload(self):
+        return self._workload
+
+    @property
+    def priority(self):
+        return self._priority
+
+    @property
+    def background(self):
+        return self._background
+
+    @property
+    def handle(self):
+        """The job handle once the server has the job (str), else None."""
+        return self._handle
+
+    @property
+    def state(self):
+        """'new', 'queued' (handed to libgearman), 'created', 'running', 'complete',
+        'failed', 'exception' or 'error'."""
+        return self._state
+
+    @property
+    def result(self):
+        """The WORK_COMPLETE payload (bytes) or None."""
+        return self._result
+
+    @property
+    def error(self):
+        """The exception that ended this task (JobException, JobFailed, ConnectionError...)."""
+        return self._error
+
+    @property
+    def exception(self):
+        """The worker's exception text, for a task that ended in WORK_EXCEPTION."""
+        return self._exception_text
+
+    @property
+    def numerator(self):
+        return self._num
+
+    @property
+    def denominator(self):
+        return self._den
+
+    @property
+    def known(self):
+        return self._known
+
+    @property
+    def running(self):
+        return self._running
+
+    @property
+    def finished(self):
+        return self._state in ("complete", "failed", "exception", "error")
+
+    @property
+    def data(self):
+        """WORK_DATA chunks received so far (list of bytes)."""
+        return self._data
+
+    @property
+    def warnings(self):
+        """WORK_WARNING payloads received so far (list of bytes)."""
+        return self._warnings
+
+    cdef void _bind(self, _TaskCtx *ctx) noexcept:
+        ctx.pytask = <PyObject *>self
+        ctx.wants = EV_CREATED | EV_DATA | EV_WARNING | EV_STATUS | EV_COMPLETE | EV_FAIL | EV_EXCEPTION
+
+    cdef object _callback(self, str name):
+        if name == "created":
+            cb = self._on_created
+        elif name == "data":
+            cb = self._on_data
+        elif name == "warning":
+            cb = self._on_warning
+        elif name == "status":
+            cb = self._on_status
+        elif name == "complete":
+            cb = self._on_complete
+        elif name == "fail":
+            cb = self._on_fail
+        else:
+            cb = self._on_exception
+        if cb is None and self._client is not None:
+            cb = self._client._callbacks.get(name)
+        return cb
+
+    cdef int _event(self, gearman_task_st *task, int ev) except -1:
+        cdef const char *p
+        cdef _TaskCtx *ctx
+        if ev == EV_CREATED:
+            self._handle = _text(gearman_task_job_handle(task))
+            self._known = True
+            self._state = "created"
+            cb = self._callback("created")
+        elif ev == EV_DATA or ev == EV_WARNING:
+            p = <const char *>gearman_task_data(task)
+            chunk = p[:gearman_task_data_size(task)] if p != NULL else b""
+            self._state = "running"
+            self._running = True
+            if ev == EV_DATA:
+                self._data.append(chunk)
+                if self._stream is not None:
+                    self._stream._push(chunk)
+                cb = self._callback("data")
+            else:
+                self._warnings.append(chunk)
+                cb = self._callback("warning")
+            if cb is not None:
+                cb(self, chunk)
+            return 0
+        elif ev == EV_STATUS:
+            self._num = gearman_task_numerator(task)
+            self._den = gearman_task_denominator(task)
+            self._running = True
+            self._state = "running"
+            cb = self._callback("status")
+        elif ev == EV_COMPLETE:
+            ctx = <_TaskCtx *>gearman_task_context(task)
+            self._result = (PyBytes_FromStringAndSize(<char *>ctx.result, ctx.result_len)
+                            if ctx.result != NULL else b"")
+            self._state = "complete"
+            self._known = self._running = False
+            cb = self._callback("complete")
+        elif ev == EV_EXCEPTION:
+            self._error = _job_error(task, GEARMAN_WORK_EXCEPTION, self.function_name)
+            self._exception_text = self._error.message
+            self._state = "exception"
+            self._known = self._running = False
+            cb = self._callback("exception")
+        else:
+            self._error = _job_error(task, GEARMAN_WORK_FAIL, self.function_name)
+            self._state = "failed"
+            self._known = self._running = False
+            cb = self._callback("fail")
+        if cb is not None:
+            cb(self)
+        return 0
+
+    cdef void _finish(self, gearman_task_st *task, _TaskCtx *ctx) noexcept:
+        """After run_tasks: copy what the events did not (background handles, submit errors)."""
+        cdef gearman_return_t rc = gearman_task_return(task)
+        try:
+            if self._handle is None and gearman_task_job_handle(task) != NULL:
+                h = _text(gearman_task_job_handle(task))
+                if h:
+                    self._handle = h
+            if self._state in ("complete", "failed", "exception"):
+                return
+            if rc == GEARMAN_SUCCESS and self._background:
+                self._state = "complete"
+            elif rc == GEARMAN_SUCCESS and self._status_only:
+                self._known = gearman_task_is_known(task)
+                self._running = gearman_task_is_running(task)
+                self._num = gearman_task_numerator(task)
+                self._den = gearman_task_denominator(task)
+                self._state = "complete"
+            elif rc != GEARMAN_UNKNOWN_STATE and rc != GEARMAN_SUCCESS:
+                self._error = _job_error(task, rc, self.function_name)
+                self._state = "error"
+        except BaseException:
+            pass
+
+    def __repr__(self):
+        return (f"<GearmanTask {self.function_name!r} state={self._state} handle={self._handle!r}>")
+
+
+cdef GearmanTask _new_task(Client client, bytes fn, bytes uq, object workload, int priority,
+                           bint background):
+    cdef GearmanTask t = GearmanTask.__new__(GearmanTask)
+    t._client = client
+    t._fn = fn
+    t._uq = uq
+    t._workload = workload
+    t._priority = priority
+    t._background = background
+    t._state = "new"
+    t._data = []
+    t._warnings = []
+    return t
+
+
+@cython.final
+cdef class JobStream:
+    """Iterator over the WORK_DATA chunks of one foreground job (GearmanClient.stream()).
+    After the loop, ``result`` holds the final WORK_COMPLETE payload."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use GearmanClient.stream()")
+
+    cdef void _push(self, bytes chunk):
+        self._chunks.append(chunk)
+        if self._ctl != NULL:
+            self._ctl.pause_requested = True
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._chunks:
+            return self._chunks.pop(0)
+        if self._done:
+            raise StopIteration
+        self._task._client._stream_step(self)
+        if self._chunks:
+            return self._chunks.pop(0)
+        self._done = True
+        if self._task._error is not None:
+            raise self._task._error
+        raise StopIteration
+
+    @property
+    def task(self):
+        return self._task
+
+    @property
+    def result(self):
+        """The WORK_COMPLETE payload once the stream is exhausted (else None)."""
+        return self._task._result
+
+    def close(self):
+        """Abandon the job (the connection is dropped; the job may still run on the server)."""
+        self._task._client._stream_close(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 cdef class Client:
     """Compiled core of :class:`pygearman.GearmanClient` (use that class)."""
 
@@ -414,6 +805,12 @@ cdef class Client:
         self._busy = False
         self._closed = False
         self._handle_server = {}
+        self._pending = []
+        self._callbacks = {}
+        self._namespace = None
+        self._identifier = None
+        self._cb_exc = None
+        self._stream = None
 
     # -- configuration (no I/O) --------------------------------------------------------------
 
@@ -423,6 +820,31 @@ cdef class Client:
 
     def _set_default_timeout(self, timeout):
         self._default_timeout = _seconds(timeout)
+
+    def _set_namespace(self, namespace):
+        cdef bytes b
+        if namespace is None:
+            b = None
+        else:
+            b = namespace.encode("utf-8") if isinstance(namespace, str) else namespace
+            if not isinstance(b, bytes):
+                raise TypeError(f"namespace must be str or bytes, not {type(namespace).__name__}")
+            if len(b) > 511 or b"\0" in b:
+                # libgearman copies namespace + function name into a 1024-byte stack buffer
+                # without checking (BRIEFING §1.4)
+                raise ValueError("namespace must be at most 511 bytes, without NUL")
+            if not b:
+                b = None
+        self._check_idle()
+        self._namespace = b
+        for s in self._conns:
+            (<_ServerConn>s).reset()
+
+    def _set_identifier(self, identifier):
+        self._check_idle()
+        self._identifier = _identifier_bytes(identifier)
+        for s in self._conns:
+            (<_ServerConn>s).reset()
 
     @property
     def servers(self):
@@ -435,8 +857,21 @@ cdef class Client:
         return None if self._default_timeout < 0 else self._default_timeout
 
     @property
+    def namespace(self):
+        return self._namespace.decode("utf-8", "replace") if self._namespace is not None else None
+
+    @property
+    def identifier(self):
+        return self._identifier.decode() if self._identifier is not None else None
+
+    @property
     def closed(self):
         return self._closed
+
+    @property
+    def pending_tasks(self):
+        """Tasks added with add_task() and not yet run."""
+        return list(self._pending)
 
     # -- guards ------------------------------------------------------------------------------
 
@@ -445,12 +880,20 @@ cdef class Client:
             raise RuntimeError("this GearmanClient is closed")
         return 0
 
+    cdef int _check_idle(self) except -1:
+        self._check_usable()
+        if self._busy:
+            raise RuntimeError("this GearmanClient is in use by another call")
+        return 0
+
     cdef int _enter(self) except -1:
         if self._closed:
             raise RuntimeError("this GearmanClient is closed")
         if self._busy:
             raise RuntimeError("this GearmanClient is in use by another call (a client is not "
                                "thread-safe: use one per thread, e.g. client.clone())")
+        if self._stream is not None:
+            raise RuntimeError("a stream() of this client is still open: finish or close it first")
         if not self._conns:
             raise ValueError("no job servers: add one with add_server()")
         self._busy = True
@@ -467,7 +910,7 @@ cdef class Client:
         and only sticks once a server has accepted it, so we retry until it does."""
         cdef bint ok
         cdef gearman_return_t rc
-        s.ensure()
+        s.ensure(self)
         while not s.armed:
             gearman_client_set_timeout(s.c, _slice_ms(deadline))
             with nogil:
@@ -481,8 +924,7 @@ cdef class Client:
                 continue
             err = _client_error(s, rc)
             s.reset()
-            if rc in (GEARMAN_COULD_NOT_CONNECT, GEARMAN_LOST_CONNECTION, GEARMAN_NO_ACTIVE_FDS,
-                      GEARMAN_NOT_CONNECTED, GEARMAN_GETADDRINFO, GEARMAN_ERRNO):
+            if _is_conn_error(rc):
                 raise _NotSent(err)
             raise _client_error(s, rc, "setting the 'exceptions' option")
         return 0
@@ -506,21 +948,88 @@ cdef class Client:
         return ([s for s in order if (<_ServerConn>s).down_until <= now]
                 + [s for s in order if (<_ServerConn>s).down_until > now])
 
-    # -- submitting --------------------------------------------------------------------------
+    cdef object _failover(self, object attempt, bytes unique):
+        """Call attempt(server) on each server in turn until one takes the job. _NotSent (the
+        job never left us) moves on; _Stale (the socket died before any reply) retries once on
+        a new connection; anything else propagates."""
+        cdef _ServerConn s
+        last = None
+        for s in self._order(unique):
+            try:
+                try:
+                    return attempt(s)
+                except _Stale:
+                    return attempt(s)
+            except _Stale as e:
+                raise e.args[0] from None
+            except _NotSent as e:
+                s.down_until = _now() + 1.0
+                last = e.args[0]
+                if len(self._conns) > 1:
+                    _log.warning("%s; trying the next server", last)
+        if len(self._conns) > 1:
+            raise GearmanConnectionError(
+                f"no job server could be reached (tried {', '.join(self.servers)}); "
+                f"last error: {last.message}", last.code)
+        raise last
+
+    # -- the run loop ------------------------------------------------------------------------
+
+    cdef int _run(self, _ServerConn s, _RunCtl *ctl, double deadline, bint any_known) except -1:
+        """Run the handle's pending tasks in GIL-free slices; Ctrl-C and the deadline are
+        checked between slices (run_tasks resumes after TIMEOUT and PAUSE). Returns 1 when a
+        stream() chunk is ready, 0 when every task is done."""
+        cdef gearman_return_t rc
+        cdef int ms
+        while True:
+            ms = _slice_ms(deadline)
+            gearman_client_set_timeout(s.c, ms)
+            ctl.slice_end = _now() + ms / 1000.0
+            ctl.pause_requested = False
+            with nogil:
+                rc = gearman_client_run_tasks(s.c)
+            if ctl.cb_error:
+                s.reset()
+                e = self._cb_exc
+                self._cb_exc = None
+                ctl.cb_error = False
+                raise e
+            if rc == GEARMAN_SUCCESS:
+                return 0
+            if rc == GEARMAN_PAUSE and ctl.pause_requested:
+                return 1
+            if rc == GEARMAN_TIMEOUT or rc == GEARMAN_IO_WAIT or rc == GEARMAN_PAUSE:
+                _tick(s, deadline, "the job did not finish")
+                continue
+            err = _client_error(s, rc)
+            s.reset()
+            if rc == GEARMAN_COULD_NOT_CONNECT or rc == GEARMAN_NO_ACTIVE_FDS:
+                raise _NotSent(err)
+            if (rc == GEARMAN_LOST_CONNECTION or rc == GEARMAN_ERRNO) and not any_known and ctl.done == 0:
+                # The server acknowledged nothing (typically it restarted while we were idle
+                # and our socket was stale). Try once more on a new connection.
+                raise _Stale(err)
+            raise err
+
+    # -- one job -----------------------------------------------------------------------------
 
     cdef object _submit(self, int priority, bint background, object function, object workload,
-                        object unique, object timeout):
+                        object unique, object timeout, object callbacks=None, object when=None):
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
         cdef bytes fn = _name_bytes(function, "function name")
         cdef bytes uq = _unique_bytes(unique)
         cdef char genq[33]
-        cdef const char *uq_ptr = NULL
+        cdef const char *uq_ptr
         cdef object keep = None
         cdef _Payload p
+        cdef double epoch = -1
         cdef _ServerConn s
-        if priority != GEARMAN_JOB_PRIORITY_HIGH and priority != GEARMAN_JOB_PRIORITY_NORMAL \
-                and priority != GEARMAN_JOB_PRIORITY_LOW:
-            raise ValueError(f"priority must be Priority.HIGH, NORMAL or LOW, not {priority!r}")
+        _check_priority(priority)
+        self._check_fn_len(fn)
+        if when is not None:
+            if not background:
+                raise ValueError("when= (a scheduled job) needs background=True")
+            epoch = _epoch_of(when)
         keep = _payload_get(&p, workload, "workload")
         try:
             if uq is not None:
@@ -531,13 +1040,16 @@ cdef class Client:
                 uq_ptr = genq
             self._enter()
             try:
+                # the loop of _failover(), unrolled: this is the per-job hot path
                 last = None
                 for s in self._order(uq):
                     try:
                         try:
-                            return self._submit_on(s, priority, background, fn, uq_ptr, &p, deadline)
+                            return self._submit_on(s, priority, background, fn, uq_ptr, &p,
+                                                   deadline, callbacks, epoch)
                         except _Stale:
-                            return self._submit_on(s, priority, background, fn, uq_ptr, &p, deadline)
+                            return self._submit_on(s, priority, background, fn, uq_ptr, &p,
+                                                   deadline, callbacks, epoch)
                     except _Stale as e:
                         raise e.args[0] from None
                     except _NotSent as e:
@@ -555,34 +1067,54 @@ cdef class Client:
         finally:
             _payload_release(&p)
 
+    cdef int _check_fn_len(self, bytes fn) except -1:
+        if self._namespace is not None and \
+                PyBytes_GET_SIZE(self._namespace) + PyBytes_GET_SIZE(fn) > 1023:
+            raise ValueError("namespace + function name must stay under 1024 bytes")
+        return 0
+
     cdef object _submit_on(self, _ServerConn s, int priority, bint background, bytes fn,
-                           const char *uq, _Payload *p, double deadline):
+                           const char *uq, _Payload *p, double deadline, object callbacks,
+                           double epoch):
         cdef gearman_return_t rc
         cdef gearman_task_st *task
         cdef _TaskCtx ctx
-        cdef const char *fnp = PyBytes_AS_STRING(fn)
-        cdef const char *exc_p
-        cdef size_t exc_n
+        cdef _RunCtl ctl
+        cdef GearmanTask t = None
+        cdef const char *fnp
+        cdef size_t fnn
         memset(&ctx, 0, sizeof(ctx))
+        memset(&ctl, 0, sizeof(ctl))
+        ctx.ctl = &ctl
         self._arm(s, deadline)
-        if background:
-            if priority == GEARMAN_JOB_PRIORITY_HIGH:
-                task = gearman_client_add_task_high_background(s.c, NULL, &ctx, fnp, uq, p.ptr, p.size, &rc)
-            elif priority == GEARMAN_JOB_PRIORITY_LOW:
-                task = gearman_client_add_task_low_background(s.c, NULL, &ctx, fnp, uq, p.ptr, p.size, &rc)
-            else:
-                task = gearman_client_add_task_background(s.c, NULL, &ctx, fnp, uq, p.ptr, p.size, &rc)
+        if callbacks is not None:
+            t = _new_task(self, fn, None, None, priority, background)
+            t._on_data, t._on_warning, t._on_status = callbacks
+            t._bind(&ctx)
+        if epoch >= 0:
+            gearman_client_set_timeout(s.c, _slice_ms(deadline))
+            ctl.slice_end = _now() + SLICE_MS / 1000.0
+            fnp = PyBytes_AS_STRING(fn)
+            fnn = PyBytes_GET_SIZE(fn)
+            with nogil:
+                # adds the task and runs it; it ignores run_tasks' code, so _run below finishes
+                # the job if this slice was not enough
+                task = _execute_epoch(s.c, fnp, fnn, uq, strlen(uq), <time_t>epoch,
+                                      <gearman_job_priority_t>priority, p.ptr, p.size, &ctx)
+            if task == NULL:
+                rc = gearman_client_error_code(s.c)
+                err = _client_error(s, rc)
+                s.reset()
+                if _is_conn_error(rc):
+                    raise _NotSent(err)
+                raise err
         else:
-            if priority == GEARMAN_JOB_PRIORITY_HIGH:
-                task = gearman_client_add_task_high(s.c, NULL, &ctx, fnp, uq, p.ptr, p.size, &rc)
-            elif priority == GEARMAN_JOB_PRIORITY_LOW:
-                task = gearman_client_add_task_low(s.c, NULL, &ctx, fnp, uq, p.ptr, p.size, &rc)
-            else:
-                task = gearman_client_add_task(s.c, NULL, &ctx, fnp, uq, p.ptr, p.size, &rc)
-        if task == NULL:
-            raise _client_error(s, rc)
+            task = _add(s.c, priority, background, &ctx, PyBytes_AS_STRING(fn), uq, p.ptr, p.size, &rc)
+            if task == NULL:
+                raise _client_error(s, rc)
         try:
-            self._run(s, task, deadline)
+            if gearman_task_return(task) == GEARMAN_UNKNOWN_STATE:
+                self._run(s, &ctl, deadline, False)
             rc = gearman_task_return(task)
             if rc == GEARMAN_SUCCESS:
                 if background:
@@ -593,58 +1125,22 @@ cdef class Client:
                 if ctx.result == NULL:
                     return b""
                 return PyBytes_FromStringAndSize(<char *>ctx.result, ctx.result_len)
-            handle = _text(gearman_task_job_handle(task)) or None
-            name = fn.decode("utf-8", "replace")
-            if rc == GEARMAN_WORK_EXCEPTION:
-                exc_p = gearman_task_exception(task).c_str
-                exc_n = gearman_task_exception(task).size
-                text = (exc_p[:exc_n].decode("utf-8", "replace") if exc_p != NULL and exc_n
-                        else "the worker raised an exception (no message)")
-                raise JobException(text, rc, handle=handle, function=name)
-            if rc == GEARMAN_WORK_FAIL:
-                raise JobFailed(f"job {name!r} failed: the worker reported WORK_FAIL", rc,
-                                handle=handle, function=name)
             if rc == GEARMAN_COULD_NOT_CONNECT:
                 raise _NotSent(_client_error(s, rc))
+            if rc == GEARMAN_WORK_EXCEPTION or rc == GEARMAN_WORK_FAIL:
+                raise _job_error(task, rc, fn.decode("utf-8", "replace"))
             raise _client_error(s, rc)
         finally:
             gearman_task_free(task)
             if ctx.result != NULL:
                 free(ctx.result)
 
-    cdef int _run(self, _ServerConn s, gearman_task_st *task, double deadline) except -1:
-        """Run the client's pending task to its end in GIL-free slices; Ctrl-C and the deadline
-        are checked between slices (run_tasks resumes after GEARMAN_TIMEOUT)."""
-        cdef gearman_return_t rc
-        cdef int ms
-        cdef _TaskCtx *ctx = <_TaskCtx *>gearman_task_context(task)
-        while True:
-            ms = _slice_ms(deadline)
-            gearman_client_set_timeout(s.c, ms)
-            ctx.slice_end = _now() + ms / 1000.0
-            with nogil:
-                rc = gearman_client_run_tasks(s.c)
-            if rc == GEARMAN_SUCCESS:
-                return 0
-            if rc == GEARMAN_TIMEOUT or rc == GEARMAN_IO_WAIT or rc == GEARMAN_PAUSE:
-                _tick(s, deadline, "the job did not finish")
-                continue
-            err = _client_error(s, rc)
-            s.reset()
-            if rc == GEARMAN_COULD_NOT_CONNECT or rc == GEARMAN_NO_ACTIVE_FDS:
-                raise _NotSent(err)
-            if (rc == GEARMAN_LOST_CONNECTION or rc == GEARMAN_ERRNO) and not gearman_task_is_known(task):
-                # The server never acknowledged the job (typically: it restarted while we
-                # were idle and our socket was stale). Try once more on a new connection.
-                raise _Stale(err)
-            raise err
-
     cdef void _remember(self, str handle, _ServerConn s):
         if len(self._handle_server) > 100000:
             self._handle_server.clear()
         self._handle_server[handle] = s
 
-    # -- public calls ------------------------------------------------------------------------
+    # -- public single-job calls -------------------------------------------------------------
 
     def do_normal(self, function, workload=b"", *, unique=None, timeout=_UNSET):
         """Run a job at normal priority and wait for its result (bytes)."""
@@ -670,8 +1166,513 @@ cdef class Client:
         """Queue a job at low priority; returns its job handle once the server has it."""
         return self._submit(GEARMAN_JOB_PRIORITY_LOW, True, function, workload, unique, timeout)
 
-    def _do(self, int priority, bint background, function, workload, unique, timeout):
-        return self._submit(priority, background, function, workload, unique, timeout)
+    def _do(self, int priority, bint background, function, workload, unique, timeout,
+            on_data=None, on_warning=None, on_status=None, when=None):
+        callbacks = None
+        if on_data is not None or on_warning is not None or on_status is not None:
+            if background:
+                raise ValueError("on_data/on_warning/on_status need a foreground job (background "
+                                 "jobs report to job_status() instead)")
+            for cb in (on_data, on_warning, on_status):
+                if cb is not None and not callable(cb):
+                    raise TypeError(f"callbacks must be callable, not {type(cb).__name__}")
+            # adapt the user's (chunk) / (numerator, denominator) signatures
+            callbacks = (
+                (lambda t, chunk: on_data(chunk)) if on_data is not None else None,
+                (lambda t, chunk: on_warning(chunk)) if on_warning is not None else None,
+                (lambda t: on_status(t.numerator, t.denominator)) if on_status is not None else None,
+            )
+        return self._submit(priority, background, function, workload, unique, timeout,
+                            callbacks, when)
+
+    # -- streaming ---------------------------------------------------------------------------
+
+    def stream(self, function, workload=b"", *, unique=None, priority=PRIORITY_NORMAL,
+               timeout=_UNSET):
+        """Run a foreground job and iterate over its WORK_DATA chunks as they arrive::
+
+            with client.stream("crawl", url) as chunks:
+                for chunk in chunks: ...
+            chunks.result   # the final WORK_COMPLETE payload
+        """
+        cdef JobStream st
+        cdef GearmanTask t
+        cdef bytes fn = _name_bytes(function, "function name")
+        cdef bytes uq = _unique_bytes(unique)
+        _check_priority(priority)
+        self._check_fn_len(fn)
+        self._enter()
+        try:
+            t = _new_task(self, fn, uq, None, priority, False)
+            st = JobStream.__new__(JobStream)
+            st._task = t
+            st._chunks = []
+            t._stream = st
+            st._deadline = _deadline_from(timeout, self._default_timeout)
+            keep = _payload_get(&st._payload, workload, "workload")
+            st._keep = keep
+            st._ctl = <_RunCtl *>malloc(sizeof(_RunCtl))
+            st._ctx = <_TaskCtx *>malloc(sizeof(_TaskCtx))
+            if st._ctl == NULL or st._ctx == NULL:
+                raise MemoryError()
+            memset(st._ctl, 0, sizeof(_RunCtl))
+            memset(st._ctx, 0, sizeof(_TaskCtx))
+            st._ctx.ctl = st._ctl
+            t._bind(st._ctx)
+            if uq is None:
+                _fresh_unique(st._genq)
+            else:
+                memcpy(st._genq, PyBytes_AS_STRING(uq), PyBytes_GET_SIZE(uq) + 1)
+        finally:
+            self._leave()
+        self._stream = st
+        return st
+
+    cdef void _stream_free(self, JobStream st) noexcept:
+        if st._gtask != NULL:
+            gearman_task_free(st._gtask)
+            st._gtask = NULL
+        if st._ctx != NULL:
+            if st._ctx.result != NULL:
+                free(st._ctx.result)
+            free(st._ctx)
+            st._ctx = NULL
+        if st._ctl != NULL:
+            free(st._ctl)
+            st._ctl = NULL
+        _payload_release(&st._payload)
+        st._keep = None
+        st._done = True
+        if self._stream is st:
+            self._stream = None
+
+    def _stream_close(self, JobStream st):
+        if st._done and st._gtask == NULL:
+            return
+        if st._server is not None and st._gtask != NULL and not st._task.finished:
+            (<_ServerConn>st._server).reset()
+            st._gtask = NULL   # freed with the handle
+        self._stream_free(st)
+
+    cdef object _stream_start(self, _ServerConn srv, JobStream st):
+        cdef gearman_return_t rc
+        cdef GearmanTask t = st._task
+        self._arm(srv, st._deadline)
+        st._gtask = _add(srv.c, t._priority, False, st._ctx, PyBytes_AS_STRING(t._fn),
+                         st._genq, st._payload.ptr, st._payload.size, &rc)
+        if st._gtask == NULL:
+            raise _client_error(srv, rc)
+        st._server = srv
+        try:
+            return self._run(srv, st._ctl, st._deadline, False)
+        except BaseException:
+            if srv.c == NULL:
+                st._gtask = NULL   # the handle (and the task) went with reset()
+            elif st._gtask != NULL:
+                gearman_task_free(st._gtask)
+                st._gtask = NULL
+            raise
+
+    def _stream_step(self, JobStream st):
+        """Run the stream's job until the next chunk or its end."""
+        cdef gearman_return_t rc
+        cdef _ServerConn s
+        cdef GearmanTask t = st._task
+        if self._busy:
+            raise RuntimeError("this GearmanClient is in use by another call")
+        self._busy = True
+        try:
+            if st._gtask == NULL:
+                paused = self._failover(lambda srv: self._stream_start(srv, st), t._uq)
+            else:
+                s = st._server
+                try:
+                    paused = self._run(s, st._ctl, st._deadline, True)
+                except BaseException:
+                    if s.c == NULL:
+                        st._gtask = NULL
+                    raise
+            if not paused:
+                t._finish(st._gtask, st._ctx)
+                self._stream_free(st)
+        except BaseException:
+            self._stream_free(st)
+            raise
+        finally:
+            self._busy = False
+
+    # -- task sets ---------------------------------------------------------------------------
+
+    def _add_task(self, function, workload, unique, int priority, bint background, context,
+                  on_created, on_data, on_warning, on_status, on_complete, on_fail, on_exception,
+                  status_handle=None, status_unique=None):
+        cdef GearmanTask t
+        cdef bytes fn
+        cdef bytes uq
+        cdef object keep
+        cdef _Payload p
+        self._check_idle()
+        _check_priority(priority)
+        for cb in (on_created, on_data, on_warning, on_status, on_complete, on_fail, on_exception):
+            if cb is not None and not callable(cb):
+                raise TypeError(f"task callbacks must be callable, not {type(cb).__name__}")
+        if status_handle is not None or status_unique is not None:
+            fn = b""
+            uq = None
+            data = b""
+        else:
+            fn = _name_bytes(function, "function name")
+            self._check_fn_len(fn)
+            uq = _unique_bytes(unique)
+            # validate and copy now: the caller may reuse a bytearray before run_tasks()
+            keep = _payload_get(&p, workload, "workload")
+            try:
+                data = p.ptr[:p.size] if p.size else b""
+            finally:
+                _payload_release(&p)
+        t = _new_task(self, fn, uq, data, priority, background)
+        t.context = context
+        t._on_created, t._on_data, t._on_warning = on_created, on_data, on_warning
+        t._on_status, t._on_complete, t._on_fail, t._on_exception = on_status, on_complete, on_fail, on_exception
+        if status_handle is not None:
+            t._status_only = True
+            t._handle = status_handle
+        elif status_unique is not None:
+            t._status_only = True
+            t._uq = status_unique
+        self._pending.append(t)
+        return t
+
+    def _set_callback(self, str name, cb):
+        if cb is not None and not callable(cb):
+            raise TypeError(f"callback must be callable or None, not {type(cb).__name__}")
+        if cb is None:
+            self._callbacks.pop(name, None)
+        else:
+            self._callbacks[name] = cb
+
+    def _callbacks_copy(self):
+        return dict(self._callbacks)
+
+    def clear_callbacks(self):
+        """Forget the client-wide task callbacks (set_*_callback)."""
+        self._callbacks = {}
+
+    def run_tasks(self, *, timeout=_UNSET, batch=1000):
+        """Submit every task added with add_task*() (in the order they were added) and wait
+        until all have finished. Callbacks run as events arrive. If a callback raises, the run
+        stops and the exception propagates; every task keeps the state it had reached."""
+        cdef double deadline = _deadline_from(timeout, self._default_timeout)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError("batch must be a positive int")
+        self._enter()
+        tasks = self._pending
+        self._pending = []
+        try:
+            groups = self._group(tasks)
+            for key, group in groups:
+                self._run_group(group, deadline, batch, key)
+        finally:
+            self._leave()
+        return tasks
+
+    cdef list _group(self, list tasks):
+        """Split tasks per server (a unique always maps to the same server) and, within a
+        server, into rounds without duplicate (function, unique): libgearman 1.1.20 hangs when
+        one run holds two tasks that coalesce into one job (BRIEFING §7)."""
+        cdef GearmanTask t
+        cdef Py_ssize_t n = len(self._conns), i
+        per = {}
+        for t in tasks:
+            if t._status_only and t._handle is not None and n > 1:
+                s = self._handle_server.get(t._handle)
+                idx = self._conns.index(s) if s is not None else 0
+            elif t._uq is not None and n > 1:
+                idx = <Py_ssize_t>(_fnv1a(t._uq) % <unsigned long long>n)
+            elif n > 1:
+                idx = self._rr % n
+                self._rr += 1
+            else:
+                idx = 0
+            per.setdefault(idx, []).append(t)
+        out = []
+        for idx in sorted(per):
+            rounds = []
+            seen = []
+            for t in per[idx]:
+                if t._status_only:
+                    key = (b"\0status", t._handle, t._uq)
+                elif t._uq is None:
+                    key = None
+                elif t._uq in (b"-", b"#"):
+                    key = (t._fn, t._uq, t._workload)
+                else:
+                    key = (t._fn, t._uq)
+                r = 0
+                if key is not None:
+                    while r < len(seen) and key in seen[r]:
+                        r += 1
+                    if r == len(seen):
+                        seen.append(set())
+                    seen[r].add(key)
+                while len(rounds) <= r:
+                    rounds.append([])
+                rounds[r].append(t)
+            for rnd in rounds:
+                out.append((idx, rnd))
+        return out
+
+    cdef int _run_group(self, list group, double deadline, int batch, Py_ssize_t idx) except -1:
+        cdef Py_ssize_t start = 0, n = len(group)
+        while start < n:
+            chunk = group[start:start + batch]
+            start += batch
+            order = self._conns[idx:] + self._conns[:idx]
+            self._failover_chunk(chunk, order, deadline)
+        return 0
+
+    cdef object _failover_chunk(self, list chunk, list order, double deadline):
+        cdef _ServerConn s
+        last = None
+        for s in order:
+            try:
+                try:
+                    return self._run_chunk(s, chunk, deadline)
+                except _Stale:
+                    return self._run_chunk(s, chunk, deadline)
+            except _Stale as e:
+                self._fail_tasks(chunk, e.args[0])
+                raise e.args[0] from None
+            except _NotSent as e:
+                s.down_until = _now() + 1.0
+                last = e.args[0]
+                if len(self._conns) > 1:
+                    _log.warning("%s; trying the next server", last)
+        self._fail_tasks(chunk, last)
+        raise last
+
+    cdef void _fail_tasks(self, list chunk, object err):
+        cdef GearmanTask t
+        for t in chunk:
+            if not t.finished:
+                t._error = err
+                t._state = "error"
+
+    cdef object _run_chunk(self, _ServerConn s, list chunk, double deadline):
+        cdef Py_ssize_t n = len(chunk), i
+        cdef _TaskCtx *ctxs
+        cdef gearman_task_st **gts
+        cdef _RunCtl ctl
+        cdef GearmanTask t
+        cdef gearman_return_t rc
+        cdef char genq[33]
+        cdef const char *uq
+        cdef const char *wp
+        cdef bint any_known = False
+        memset(&ctl, 0, sizeof(ctl))
+        self._arm(s, deadline)
+        ctxs = <_TaskCtx *>malloc(n * sizeof(_TaskCtx))
+        gts = <gearman_task_st **>malloc(n * sizeof(gearman_task_st *))
+        if ctxs == NULL or gts == NULL:
+            free(ctxs)
+            free(gts)
+            raise MemoryError()
+        memset(ctxs, 0, n * sizeof(_TaskCtx))
+        memset(gts, 0, n * sizeof(gearman_task_st *))
+        try:
+            # libgearman 1.1.20 prepends new tasks and sends from the head (LIFO, gearmand #319):
+            # adding in reverse puts them on the wire in the order the user added them.
+            for i in range(n - 1, -1, -1):
+                t = chunk[i]
+                ctxs[i].ctl = &ctl
+                t._bind(&ctxs[i])
+                if t._status_only:
+                    if t._handle is not None:
+                        gts[i] = gearman_client_add_task_status(s.c, NULL, &ctxs[i],
+                                                                 t._handle.encode(), &rc)
+                    else:
+                        gts[i] = gearman_client_add_task_status_by_unique(s.c, NULL, t._uq, &rc)
+                        if gts[i] != NULL:
+                            gearman_task_set_context(gts[i], &ctxs[i])
+                else:
+                    if t._uq is not None:
+                        uq = PyBytes_AS_STRING(t._uq)
+                    else:
+                        _fresh_unique(genq)
+                        uq = genq
+                    wp = PyBytes_AS_STRING(t._workload) if PyBytes_GET_SIZE(t._workload) else NULL
+                    gts[i] = _add(s.c, t._priority, t._background, &ctxs[i], PyBytes_AS_STRING(t._fn),
+                                  uq, wp, PyBytes_GET_SIZE(t._workload), &rc)
+                if gts[i] == NULL:
+                    raise _client_error(s, rc)
+                t._state = "queued"
+            try:
+                self._run(s, &ctl, deadline, False)
+            except _Stale:
+                raise
+            except BaseException:
+                if s.c == NULL:     # reset() freed the handle and every task with it
+                    memset(gts, 0, n * sizeof(gearman_task_st *))
+                raise
+            for i in range(n):
+                t = chunk[i]
+                t._finish(gts[i], &ctxs[i])
+                if t._background and t._handle and len(self._conns) > 1:
+                    self._remember(t._handle, s)
+        finally:
+            for i in range(n):
+                if gts[i] != NULL and s.c != NULL:
+                    gearman_task_free(gts[i])
+                if ctxs[i].result != NULL:
+                    free(ctxs[i].result)
+            free(ctxs)
+            free(gts)
+        return None
+
+    # -- batches in C ------------------------------------------------------------------------
+
+    def _submit_many(self, function, workloads, uniques, int priority, bint background,
+                     timeout, int batch, bint return_exceptions):
+        """Submit many jobs of one function, in batches run entirely in C; results (or handles)
+        in input order."""
+        cdef double deadline = _deadline_from(timeout, self._default_timeout)
+        cdef bytes fn = _name_bytes(function, "function name")
+        cdef Py_ssize_t n, i
+        cdef list items, uqs, out
+        _check_priority(priority)
+        self._check_fn_len(fn)
+        if isinstance(batch, bool) or batch < 1:
+            raise ValueError("batch must be a positive int")
+        if isinstance(workloads, (bytes, str, bytearray, memoryview)):
+            raise TypeError("workloads must be an iterable of workloads, not a single workload")
+        items = list(workloads)
+        n = len(items)
+        if uniques is not None:
+            uqs = [_unique_bytes(u) for u in uniques]
+            if len(uqs) != n:
+                raise ValueError(f"got {len(uqs)} uniques for {n} workloads")
+            seen = set()
+            for u in uqs:
+                if u is not None:
+                    if u in seen:
+                        raise ValueError(f"duplicate unique {u!r} in one batch (the jobs would "
+                                         f"coalesce; libgearman 1.1.20 hangs on that)")
+                    seen.add(u)
+        else:
+            uqs = None
+        # validate every workload before anything is sent
+        enc = [None] * n
+        for i in range(n):
+            w = items[i]
+            if isinstance(w, bytes):
+                continue
+            if isinstance(w, str):
+                enc[i] = (<str>w).encode("utf-8")
+            else:
+                try:
+                    enc[i] = bytes(memoryview(w))
+                except TypeError:
+                    raise TypeError(f"workload {i} must be bytes-like or str, not "
+                                    f"{type(w).__name__}") from None
+        out = [None] * n
+        self._enter()
+        try:
+            start = 0
+            while start < n:
+                stop = min(n, start + batch)
+                self._failover(lambda s: self._batch_on(s, fn, items, enc, uqs, start, stop,
+                                                        priority, background, deadline, out),
+                               None)
+                start = stop
+        except BaseException as e:
+            if isinstance(e, GearmanError):
+                e.results = out
+            raise
+        finally:
+            self._leave()
+        if not return_exceptions:
+            for r in out:
+                if isinstance(r, BaseException):
+                    r.results = out
+                    raise r
+        return out
+
+    cdef object _batch_on(self, _ServerConn s, bytes fn, list items, list enc, list uqs,
+                          Py_ssize_t start, Py_ssize_t stop, int priority, bint background,
+                          double deadline, list out):
+        cdef Py_ssize_t n = stop - start, i, j
+        cdef _TaskCtx *ctxs
+        cdef gearman_task_st **gts
+        cdef char *genq
+        cdef _RunCtl ctl
+        cdef gearman_return_t rc
+        cdef const char *uq
+        cdef const char *fnp = PyBytes_AS_STRING(fn)
+        cdef const char *wp
+        cdef Py_ssize_t wn
+        cdef object w
+        memset(&ctl, 0, sizeof(ctl))
+        self._arm(s, deadline)
+        ctxs = <_TaskCtx *>malloc(n * sizeof(_TaskCtx))
+        gts = <gearman_task_st **>malloc(n * sizeof(gearman_task_st *))
+        genq = <char *>malloc(n * 33)
+        if ctxs == NULL or gts == NULL or genq == NULL:
+            free(ctxs)
+            free(gts)
+            free(genq)
+            raise MemoryError()
+        memset(ctxs, 0, n * sizeof(_TaskCtx))
+        memset(gts, 0, n * sizeof(gearman_task_st *))
+        try:
+            for j in range(n - 1, -1, -1):   # reverse: FIFO on the wire (see _run_chunk)
+                i = start + j
+                ctxs[j].ctl = &ctl
+                w = enc[i] if enc[i] is not None else items[i]
+                wn = PyBytes_GET_SIZE(w)
+                wp = PyBytes_AS_STRING(w) if wn else NULL
+                if uqs is not None and uqs[i] is not None:
+                    uq = PyBytes_AS_STRING(uqs[i])
+                else:
+                    _fresh_unique(genq + 33 * j)
+                    uq = genq + 33 * j
+                gts[j] = _add(s.c, priority, background, &ctxs[j], fnp, uq, wp, wn, &rc)
+                if gts[j] == NULL:
+                    raise _client_error(s, rc)
+            try:
+                self._run(s, &ctl, deadline, False)
+            except BaseException:
+                if s.c == NULL:
+                    memset(gts, 0, n * sizeof(gearman_task_st *))
+                raise
+            name = fn.decode("utf-8", "replace")
+            for j in range(n):
+                rc = gearman_task_return(gts[j])
+                if rc == GEARMAN_SUCCESS:
+                    if background:
+                        out[start + j] = _text(gearman_task_job_handle(gts[j]))
+                    elif ctxs[j].result != NULL:
+                        out[start + j] = PyBytes_FromStringAndSize(<char *>ctxs[j].result,
+                                                                   ctxs[j].result_len)
+                    else:
+                        out[start + j] = b""
+                else:
+                    out[start + j] = _job_error(gts[j], rc, name)
+            if background and len(self._conns) > 1:
+                for j in range(n):
+                    if isinstance(out[start + j], str):
+                        self._remember(out[start + j], s)
+        finally:
+            for j in range(n):
+                if gts[j] != NULL and s.c != NULL:
+                    gearman_task_free(gts[j])
+                if ctxs[j].result != NULL:
+                    free(ctxs[j].result)
+            free(ctxs)
+            free(gts)
+            free(genq)
+        return None
+
+    # -- status, echo ------------------------------------------------------------------------
 
     def _job_status(self, handle, timeout=_UNSET):
         """(known, running, numerator, denominator) of a job handle."""
@@ -699,7 +1700,7 @@ cdef class Client:
             last = None
             for s in candidates:
                 try:
-                    s.ensure()
+                    s.ensure(self)
                 except _NotSent as e:
                     last = e.args[0]
                     continue
@@ -723,6 +1724,42 @@ cdef class Client:
         finally:
             self._leave()
 
+    def _unique_status(self, unique, timeout=_UNSET):
+        """(known, running, numerator, denominator) of a job by its unique."""
+        cdef double deadline = _deadline_from(timeout, self._default_timeout)
+        cdef bytes uq = _unique_bytes(unique)
+        if uq is None:
+            raise ValueError("unique_status needs a unique")
+        self._enter()
+        try:
+            return self._failover(lambda s: self._unique_status_on(s, uq, deadline), uq)
+        finally:
+            self._leave()
+
+    cdef object _unique_status_on(self, _ServerConn s, bytes uq, double deadline):
+        cdef gearman_task_st *task
+        cdef gearman_return_t rc
+        cdef _TaskCtx ctx
+        cdef _RunCtl ctl
+        memset(&ctx, 0, sizeof(ctx))
+        memset(&ctl, 0, sizeof(ctl))
+        ctx.ctl = &ctl
+        s.ensure(self)
+        task = gearman_client_add_task_status_by_unique(s.c, NULL, uq, &rc)
+        if task == NULL:
+            raise _client_error(s, rc)
+        gearman_task_set_context(task, &ctx)
+        try:
+            self._run(s, &ctl, deadline, False)
+            rc = gearman_task_return(task)
+            if rc != GEARMAN_SUCCESS:
+                raise _client_error(s, rc)
+            return (gearman_task_is_known(task) != 0, gearman_task_is_running(task) != 0,
+                    gearman_task_numerator(task), gearman_task_denominator(task))
+        finally:
+            if s.c != NULL:
+                gearman_task_free(task)
+
     def echo(self, data=b"ping", *, timeout=_UNSET):
         """Send data to every job server and check it comes back unchanged."""
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
@@ -738,7 +1775,7 @@ cdef class Client:
             try:
                 for s in self._conns:
                     try:
-                        s.ensure()
+                        s.ensure(self)
                     except _NotSent as e:
                         raise e.args[0] from None
                     while True:
@@ -758,13 +1795,20 @@ cdef class Client:
         finally:
             _payload_release(&p)
 
+    def _server_for_handle(self, str handle):
+        s = self._handle_server.get(handle)
+        return s.address if s is not None else None
+
     def close(self):
         """Close every connection. Idempotent."""
         if self._closed:
             return
         if self._busy:
             raise RuntimeError("cannot close a GearmanClient while another thread is using it")
+        if self._stream is not None:
+            self._stream_close(self._stream)
         self._closed = True
+        self._pending = []
         self._conns = []          # each _ServerConn frees its gearman_client_st
 
     def __del__(self):
@@ -774,6 +1818,24 @@ cdef class Client:
                               f"'with'", ResourceWarning, source=self)
             except Exception:
                 pass  # interpreter shutdown: the memory is freed by __dealloc__ regardless
+
+
+cdef bytes _identifier_bytes(object identifier):
+    cdef bytes b
+    if identifier is None:
+        return None
+    if isinstance(identifier, str):
+        b = (<str>identifier).encode("utf-8")
+    elif isinstance(identifier, bytes):
+        b = identifier
+    else:
+        raise TypeError(f"identifier must be str or bytes, not {type(identifier).__name__}")
+    if not b or len(b) > GEARMAN_MAX_IDENTIFIER:
+        raise ValueError(f"identifier must be 1..{GEARMAN_MAX_IDENTIFIER} bytes")
+    for c in b:
+        if c <= 32 or c >= 127:
+            raise ValueError("identifier may only contain printable ASCII without spaces")
+    return b
 
 
 # ---------------------------------------------------------------------------------------------
@@ -936,10 +1998,45 @@ cdef gearman_return_t _job_trampoline(gearman_job_st *job, void *context) noexce
         result = f.func(pj)
         if not pj._finished:
             pj._send_bytes(2, _result_bytes(result, f.name))
+    except Retry as e:
+        ret = _job_retry(f, pj, e)
     except BaseException as e:
         ret = _job_failed(f, pj, e)
     pj._job = NULL
     return ret
+
+
+cdef gearman_return_t _job_retry(_Function f, GearmanJob pj, object e) noexcept:
+    """The function asked for a retry: hand the job back to gearmand (GEARMAN_ERROR drops the
+    connection and the server requeues the job), at most max_retries times per job handle as
+    seen by this worker; then fail it with an exception the client can read."""
+    cdef Worker w = <Worker>f.worker
+    try:
+        if pj._finished:
+            return GEARMAN_SUCCESS
+        handle = _text(gearman_job_handle(pj._job))
+        limit = e.max_retries if e.max_retries is not None else w._max_retries
+        count = w._retries.get(handle, 0) + 1
+        if count > limit:
+            w._retries.pop(handle, None)
+            text = f"Retry: gave up after {limit} retries" + (f": {e}" if str(e) else "")
+            _log.info("job %r %s", f.name, text)
+            try:
+                pj._send_exception(text.encode("utf-8", "replace"))
+            except GearmanError as send_err:
+                _log.warning("could not send the exception of job %r: %s", f.name, send_err)
+            return GEARMAN_FAIL
+        if len(w._retries) > 10000:
+            w._retries.clear()
+        w._retries[handle] = count
+        _log.info("job %r asked to be retried (%d/%d)", f.name, count, limit)
+        if e.delay:
+            w._backoff_sleep(e.delay)
+        w._reident = True     # the connection is dropped: the identifier must be sent again
+        return GEARMAN_ERROR
+    except BaseException as inner:
+        w._pending_exc = inner
+        return GEARMAN_FAIL
 
 
 cdef object _result_bytes(object result, str name):
@@ -989,6 +2086,9 @@ cdef class Worker:
         self._servers = []
         self._functions = {}
         self._retired = []
+        self._retries = {}
+        self._max_retries = 3
+        self._identifier = None
         self._w = gearman_worker_create(NULL)
         if self._w == NULL:
             raise MemoryError("gearman_worker_create failed")
@@ -1091,6 +2191,91 @@ cdef class Worker:
         finally:
             self._busy = False
 
+    def unregister_all(self):
+        """Stop taking jobs for every function."""
+        cdef gearman_return_t rc
+        self._enter()
+        try:
+            if self._functions:
+                rc = gearman_worker_unregister_all(self._w)
+                if rc != GEARMAN_SUCCESS:
+                    raise error_class_for(rc)(_clean(_text(gearman_worker_error(self._w))), rc)
+                self._retired.extend(self._functions.values())
+                self._functions = {}
+        finally:
+            self._busy = False
+
+    def _set_namespace(self, namespace):
+        cdef bytes b
+        if isinstance(namespace, str):
+            b = namespace.encode("utf-8")
+        elif isinstance(namespace, bytes):
+            b = namespace
+        else:
+            raise TypeError(f"namespace must be str or bytes, not {type(namespace).__name__}")
+        if len(b) > 511 or b"\0" in b:
+            raise ValueError("namespace must be at most 511 bytes, without NUL")
+        if self._functions:
+            raise RuntimeError("set the namespace before adding functions")
+        gearman_worker_set_namespace(self._w, b, len(b))
+
+    def _set_max_retries(self, n):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError("max_retries must be an int >= 0")
+        self._max_retries = n
+
+    @property
+    def max_retries(self):
+        """How often this worker hands a job back (raise Retry) before failing it."""
+        return self._max_retries
+
+    @property
+    def identifier(self):
+        return self._identifier.decode() if self._identifier is not None else None
+
+    def set_identifier(self, identifier):
+        """Name this worker for the admin protocol (``workers``). libgearman 1.1.20 forgets it
+        after a reconnect; pygearman sends it again."""
+        cdef bytes b = _identifier_bytes(identifier)
+        self._enter()
+        try:
+            self._identifier = b
+            self._apply_identifier()
+        finally:
+            self._busy = False
+
+    cdef int _apply_identifier(self) except -1:
+        cdef gearman_return_t rc
+        cdef const char *p
+        cdef size_t n
+        if self._identifier is None or not self._servers:
+            self._reident = False
+            return 0
+        p = PyBytes_AS_STRING(self._identifier)
+        n = PyBytes_GET_SIZE(self._identifier)
+        with nogil:   # sends SET_CLIENT_ID to each server at once
+            rc = gearman_worker_set_identifier(self._w, p, n)
+        self._reident = rc != GEARMAN_SUCCESS
+        self._ident_at = _now()
+        return 0
+
+    cdef int _backoff_sleep(self, double seconds) except -1:
+        """Sleep without the GIL, woken early by stop()."""
+        cdef pollfd pfd
+        cdef int ms
+        cdef double until = _now() + seconds
+        while not self._stop_requested:
+            ms = <int>((until - _now()) * 1000)
+            if ms <= 0:
+                break
+            pfd.fd = self._read_fd
+            pfd.events = POLLIN
+            pfd.revents = 0
+            with nogil:
+                poll(&pfd, 1, ms if ms < SLICE_MS else SLICE_MS)
+            PyErr_CheckSignals()
+        return 0
+
     # -- the work loop -----------------------------------------------------------------------
 
     cdef void _drain_wakeup(self) noexcept:
@@ -1146,15 +2331,19 @@ cdef class Worker:
                     e = self._pending_exc
                     self._pending_exc = None
                     raise e
-                if rc == GEARMAN_SUCCESS or rc == GEARMAN_WORK_FAIL:
+                if rc == GEARMAN_SUCCESS or rc == GEARMAN_WORK_FAIL or rc == GEARMAN_TIMEOUT \
+                        or rc == GEARMAN_IO_WAIT or rc == GEARMAN_NO_JOBS:
                     if self._backoff:
                         _log.info("worker reconnected to the job server")
+                        self._reident = True
                     self._backoff = 0
                     warned = False
-                    if one and self._jobs != start:
+                    # libgearman does not re-send the identifier after a reconnect, and some
+                    # reconnects are silent: re-send it after errors and every 30 s.
+                    if self._identifier is not None and (self._reident or _now() - self._ident_at > 30):
+                        self._apply_identifier()
+                    if one and self._jobs != start and rc != GEARMAN_TIMEOUT:
                         break
-                elif rc == GEARMAN_TIMEOUT or rc == GEARMAN_IO_WAIT or rc == GEARMAN_NO_JOBS:
-                    pass
                 elif rc == GEARMAN_SHUTDOWN_GRACEFUL:
                     self._drain_wakeup()     # the interrupt is sticky until drained (BRIEFING §3)
                 elif rc == GEARMAN_SHUTDOWN:

@@ -1,17 +1,23 @@
-"""GearmanClient: submit jobs synchronously or in the background, and ask for their status."""
+"""GearmanClient: submit jobs (synchronous, task sets, background), follow and cancel them."""
 from __future__ import annotations
 
+import datetime
 import enum
 from types import TracebackType
-from typing import NamedTuple, Optional, Type, Union
+from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Type, Union
 
 from pygearman import _libgearman
+from pygearman._libgearman import GearmanTask, JobStream
 from pygearman._servers import Servers, parse_server, parse_servers
 
-__all__ = ["GearmanClient", "Priority", "JobStatus", "Workload"]
+__all__ = ["GearmanClient", "GearmanTask", "JobStream", "Priority", "JobStatus", "Workload"]
 
 Workload = Union[bytes, bytearray, memoryview, str]
-_UNSET = _libgearman.UNSET
+Name = Union[str, bytes]
+When = Union[datetime.datetime, float, int]
+_UNSET: Any = _libgearman.UNSET
+TaskCallback = Callable[[GearmanTask], Any]
+ChunkCallback = Callable[[GearmanTask, bytes], Any]
 
 
 class Priority(enum.IntEnum):
@@ -23,7 +29,7 @@ class Priority(enum.IntEnum):
 
 
 class JobStatus(NamedTuple):
-    """What the job server knows about a job handle."""
+    """What the job server knows about a job."""
 
     known: bool
     running: bool
@@ -36,26 +42,42 @@ class JobStatus(NamedTuple):
         return self.numerator / self.denominator if self.denominator else None
 
 
+def _priority(priority: object) -> int:
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise TypeError(f"priority must be a Priority, not {type(priority).__name__}")
+    return int(priority)
+
+
 class GearmanClient(_libgearman.Client):
     """A Gearman client bound to libgearman.
 
     ``servers``: ``"host:port"``, ``"h1:4730,h2:4730"``, a list of those or of ``(host, port)``;
     ``None`` (default) reads ``$GEARMAN_SERVERS``, then falls back to ``127.0.0.1:4730``.
     ``timeout``: default deadline in seconds for every call (``None``: no deadline).
+    ``namespace``: a prefix for every function name (the worker must use the same one).
+    ``identifier``: this client's name in the server's admin view.
 
     No connection is made until the first call. Use one client per thread (``clone()``).
     PHP's method names are here in snake_case: ``do_normal``, ``do_high``, ``do_low``,
-    ``do_background``, ``do_high_background``, ``do_low_background``, ``job_status``, ``echo``.
+    ``do_background``, ``do_high_background``, ``do_low_background``, ``job_status``, ``echo``,
+    ``add_task`` & co, ``run_tasks``, ``set_complete_callback`` & co.
     """
 
-    def __init__(self, servers: Servers = None, *, timeout: Optional[float] = None) -> None:
+    def __init__(self, servers: Servers = None, *, timeout: Optional[float] = None,
+                 namespace: Optional[str] = None, identifier: Optional[str] = None) -> None:
         self._set_default_timeout(timeout)
         for host, port in parse_servers(servers):
             self._add_server(host.encode(), port)
+        if namespace:
+            self._set_namespace(namespace)
+        if identifier is not None:
+            self._set_identifier(identifier)
+
+    # -- configuration -----------------------------------------------------------------------
 
     def add_server(self, host: str = "127.0.0.1", port: int = 4730) -> None:
         """Add one job server (``host`` may also be ``"host:port"``)."""
-        if isinstance(host, str) and ":" in host and port == 4730 and not host.count(":") > 1:
+        if isinstance(host, str) and host.count(":") == 1 and port == 4730:
             h, p = parse_server(host)
         else:
             h, p = parse_server((host, port))
@@ -66,24 +88,178 @@ class GearmanClient(_libgearman.Client):
         for host, port in parse_servers(servers):
             self._add_server(host.encode(), port)
 
-    def submit(self, function: Union[str, bytes], workload: Workload = b"", *,
+    def set_identifier(self, identifier: Optional[str]) -> None:
+        """Name this client in the server's admin view (sent on the next connection)."""
+        self._set_identifier(identifier)
+
+    def set_namespace(self, namespace: Optional[str]) -> None:
+        """Prefix every function name with ``namespace`` (as libgearman does: no separator)."""
+        self._set_namespace(namespace)
+
+    def clone(self) -> "GearmanClient":
+        """A new client with the same servers and settings (libgearman's own clone drops the
+        exceptions option; this one keeps everything). Use one per thread."""
+        c = GearmanClient(self.servers, timeout=self.timeout, namespace=self.namespace,
+                          identifier=self.identifier)
+        for name, cb in self._callbacks_copy().items():
+            c._set_callback(name, cb)
+        return c
+
+    # -- single jobs -------------------------------------------------------------------------
+
+    def submit(self, function: Name, workload: Workload = b"", *,
                priority: Priority = Priority.NORMAL, background: bool = False,
-               unique: Optional[Union[str, bytes]] = None,
-               timeout: Union[float, None, _libgearman._Unset] = _UNSET) -> Union[bytes, str]:
+               unique: Optional[Name] = None, timeout: Union[float, None, Any] = _UNSET,
+               when: Optional[When] = None,
+               on_data: Optional[Callable[[bytes], Any]] = None,
+               on_warning: Optional[Callable[[bytes], Any]] = None,
+               on_status: Optional[Callable[[int, int], Any]] = None) -> Union[bytes, str]:
         """Submit a job. Foreground: waits and returns the result (bytes). Background:
         returns the job handle (str) as soon as the server has queued the job.
+
+        ``when`` (background only): run no earlier than this datetime/timestamp. libgearman
+        1.1.20 and gearmand have no timer: the job runs when a worker next asks for work after
+        that time (pygearman workers ask at least every 100 ms).
+        ``on_data(chunk)``, ``on_warning(chunk)``, ``on_status(numerator, denominator)``
+        (foreground only) are called as the worker reports.
 
         Raises JobException (the worker raised; ``.message`` is its text), JobFailed,
         GearmanTimeoutError (deadline passed), GearmanConnectionError (no server reachable).
         """
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise TypeError(f"priority must be a Priority, not {type(priority).__name__}")
-        return self._do(int(priority), bool(background), function, workload, unique, timeout)
+        return self._do(_priority(priority), bool(background), function, workload, unique,
+                        timeout, on_data, on_warning, on_status, when)
 
-    def job_status(self, handle: Union[str, bytes], *,
-                   timeout: Union[float, None, _libgearman._Unset] = _UNSET) -> JobStatus:
+    def job_status(self, handle: Name, *,
+                   timeout: Union[float, None, Any] = _UNSET) -> JobStatus:
         """Status of a background job by its handle (``known=False`` once it has finished)."""
         return JobStatus(*self._job_status(handle, timeout))
+
+    def unique_status(self, unique: Name, *,
+                      timeout: Union[float, None, Any] = _UNSET) -> JobStatus:
+        """Status of a job by its unique key."""
+        return JobStatus(*self._unique_status(unique, timeout))
+
+    def cancel_job(self, handle: str, *, timeout: float = 5.0) -> bool:
+        """Cancel a queued (not yet running) background job, through the admin protocol
+        (libgearman's gearman_client_cancel_job does not work against gearmand). Returns True
+        if a server accepted the cancel. gearmand marks the job and discards it when a worker
+        would have taken it; until then it still counts in ``status``."""
+        from pygearman.admin import AdminClient
+
+        if not isinstance(handle, str) or not handle or any(c.isspace() for c in handle):
+            raise ValueError(f"not a job handle: {handle!r}")
+        where = self._server_for_handle(handle)
+        servers = [where] if where else self.servers
+        for server in servers:
+            with AdminClient(server, timeout=timeout) as admin:
+                if admin.cancel_job(handle):
+                    return True
+        return False
+
+    # -- task sets ---------------------------------------------------------------------------
+
+    def add_task(self, function: Name, workload: Workload = b"", context: Any = None,
+                 unique: Optional[Name] = None, *, priority: Priority = Priority.NORMAL,
+                 background: bool = False,
+                 on_created: Optional[TaskCallback] = None,
+                 on_data: Optional[ChunkCallback] = None,
+                 on_warning: Optional[ChunkCallback] = None,
+                 on_status: Optional[TaskCallback] = None,
+                 on_complete: Optional[TaskCallback] = None,
+                 on_fail: Optional[TaskCallback] = None,
+                 on_exception: Optional[TaskCallback] = None) -> GearmanTask:
+        """Add a job to the task set; nothing is sent until :meth:`run_tasks`. Callbacks get
+        the GearmanTask (``on_data``/``on_warning`` also the chunk); per-task callbacks take
+        precedence over the client-wide ``set_*_callback`` ones."""
+        return self._add_task(function, workload, unique, _priority(priority), bool(background),
+                              context, on_created, on_data, on_warning, on_status, on_complete,
+                              on_fail, on_exception)
+
+    def add_task_high(self, function: Name, workload: Workload = b"", context: Any = None,
+                      unique: Optional[Name] = None, **callbacks: Any) -> GearmanTask:
+        return self.add_task(function, workload, context, unique, priority=Priority.HIGH, **callbacks)
+
+    def add_task_low(self, function: Name, workload: Workload = b"", context: Any = None,
+                     unique: Optional[Name] = None, **callbacks: Any) -> GearmanTask:
+        return self.add_task(function, workload, context, unique, priority=Priority.LOW, **callbacks)
+
+    def add_task_background(self, function: Name, workload: Workload = b"", context: Any = None,
+                            unique: Optional[Name] = None, **callbacks: Any) -> GearmanTask:
+        return self.add_task(function, workload, context, unique, background=True, **callbacks)
+
+    def add_task_high_background(self, function: Name, workload: Workload = b"",
+                                 context: Any = None, unique: Optional[Name] = None,
+                                 **callbacks: Any) -> GearmanTask:
+        return self.add_task(function, workload, context, unique, priority=Priority.HIGH,
+                             background=True, **callbacks)
+
+    def add_task_low_background(self, function: Name, workload: Workload = b"",
+                                context: Any = None, unique: Optional[Name] = None,
+                                **callbacks: Any) -> GearmanTask:
+        return self.add_task(function, workload, context, unique, priority=Priority.LOW,
+                             background=True, **callbacks)
+
+    def add_task_status(self, handle: str, context: Any = None, *,
+                        on_status: Optional[TaskCallback] = None,
+                        on_complete: Optional[TaskCallback] = None) -> GearmanTask:
+        """Add a status query for a job handle to the task set; after run_tasks the task's
+        ``known``, ``running``, ``numerator`` and ``denominator`` hold the answer."""
+        if not isinstance(handle, str) or not handle:
+            raise TypeError("handle must be a non-empty str")
+        return self._add_task(None, b"", None, int(Priority.NORMAL), False, context, None, None,
+                              None, on_status, on_complete, None, None, handle)
+
+    def set_created_callback(self, callback: Optional[TaskCallback]) -> None:
+        self._set_callback("created", callback)
+
+    def set_data_callback(self, callback: Optional[ChunkCallback]) -> None:
+        self._set_callback("data", callback)
+
+    def set_warning_callback(self, callback: Optional[ChunkCallback]) -> None:
+        self._set_callback("warning", callback)
+
+    def set_status_callback(self, callback: Optional[TaskCallback]) -> None:
+        self._set_callback("status", callback)
+
+    def set_complete_callback(self, callback: Optional[TaskCallback]) -> None:
+        self._set_callback("complete", callback)
+
+    def set_fail_callback(self, callback: Optional[TaskCallback]) -> None:
+        self._set_callback("fail", callback)
+
+    def set_exception_callback(self, callback: Optional[TaskCallback]) -> None:
+        self._set_callback("exception", callback)
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def submit_many(self, function: Name, workloads: Iterable[Workload], *,
+                    priority: Priority = Priority.NORMAL,
+                    uniques: Optional[Sequence[Optional[Name]]] = None,
+                    timeout: Union[float, None, Any] = _UNSET, batch: int = 1000,
+                    return_exceptions: bool = False) -> List[Any]:
+        """Run many jobs of one function in parallel and return their results in input order.
+
+        Everything per job runs in C; jobs go out in batches of ``batch`` (libgearman's
+        reply matching is O(n) per packet, so one huge batch is much slower). A job that fails
+        leaves its exception (JobException, JobFailed) in its place when
+        ``return_exceptions=True``; otherwise the first failure is raised after every job has
+        run, with the full list on the exception's ``results`` attribute.
+        """
+        return self._submit_many(function, workloads, uniques, _priority(priority), False,
+                                 timeout, batch, return_exceptions)  # type: ignore[no-any-return]
+
+    def submit_background_many(self, function: Name, workloads: Iterable[Workload], *,
+                               priority: Priority = Priority.NORMAL,
+                               uniques: Optional[Sequence[Optional[Name]]] = None,
+                               timeout: Union[float, None, Any] = _UNSET,
+                               batch: int = 1000) -> List[str]:
+        """Queue many background jobs of one function; returns their handles in input order.
+        If a batch cannot be submitted, the error's ``results`` attribute holds the handles of
+        the jobs that were queued (None for the rest)."""
+        return self._submit_many(function, workloads, uniques, _priority(priority), True,  # type: ignore[no-any-return]
+                                 timeout, batch, False)
+
+    # -- context manager ---------------------------------------------------------------------
 
     def __enter__(self) -> "GearmanClient":
         return self
@@ -95,3 +271,4 @@ class GearmanClient(_libgearman.Client):
     def __repr__(self) -> str:
         state = "closed" if self.closed else ",".join(self.servers)
         return f"<GearmanClient {state}>"
+

@@ -16,6 +16,7 @@ __all__ = [
     "JobError",
     "JobFailed",
     "JobException",
+    "Retry",
     "error_class_for",
     "NON_ERROR_CODES",
 ]
@@ -146,6 +147,23 @@ class JobException(JobError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Retry(Exception):
+    """Raise in a worker function to hand the job back to the queue (another worker, or this
+    one, runs it again). After ``max_retries`` hand-backs seen by this worker (default: the
+    worker's ``max_retries``, 3) the job fails with a JobException instead. ``delay`` seconds
+    are waited before handing it back. gearmand's own ``--job-retries=N`` also counts these
+    attempts and fails the job server-side after N.
+    """
+
+    def __init__(self, message: str = "", *, delay: float = 0.0,
+                 max_retries: Optional[int] = None) -> None:
+        super().__init__(message)
+        if delay < 0:
+            raise ValueError("delay must be >= 0")
+        self.delay = float(delay)
+        self.max_retries = max_retries
 
 
 # Codes that are not errors when a call returns them (progress or internal states).

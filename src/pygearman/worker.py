@@ -27,9 +27,16 @@ class GearmanWorker(_libgearman.Worker):
     """
 
     def __init__(self, servers: Servers = None,
-                 functions: Optional[Dict[str, JobFunction]] = None) -> None:
+                 functions: Optional[Dict[str, JobFunction]] = None, *,
+                 identifier: Optional[str] = None, namespace: Optional[str] = None,
+                 max_retries: int = 3) -> None:
         for host, port in parse_servers(servers):
             self._add_server(host.encode(), port)
+        if namespace:
+            self._set_namespace(namespace)
+        self._set_max_retries(max_retries)
+        if identifier is not None:
+            self.set_identifier(identifier)
         for name, fn in (functions or {}).items():
             self.add_function(name, fn)
 

@@ -196,6 +196,27 @@ cdef extern from "libgearman-1.0/gearman.h" nogil:
     void gearman_client_set_exception_fn(gearman_client_st *client, gearman_task_fn function)
     void gearman_client_set_fail_fn(gearman_client_st *client, gearman_task_fn function)
 
+    gearman_task_st *gearman_client_add_task_status(gearman_client_st *client, gearman_task_st *task,
+                                                    void *context, const char *job_handle,
+                                                    gearman_return_t *ret_ptr)
+    gearman_task_st *gearman_client_add_task_status_by_unique(gearman_client_st *client,
+                                                              gearman_task_st *task_ptr,
+                                                              const char *unique_handle,
+                                                              gearman_return_t *ret_ptr)
+
+    ctypedef struct gearman_task_attr_t:
+        pass
+    ctypedef struct gearman_argument_t:
+        pass
+    gearman_task_attr_t gearman_task_attr_init_epoch(time_t epoch, gearman_job_priority_t priority)
+    gearman_argument_t gearman_argument_make(const char *name, const size_t name_length,
+                                             const char *value, const size_t value_size)
+    gearman_task_st *gearman_execute(gearman_client_st *client,
+                                     const char *function_name, size_t function_name_length,
+                                     const char *unique, size_t unique_length,
+                                     gearman_task_attr_t *workload, gearman_argument_t *arguments,
+                                     void *context)
+
     # ---- task ----
     void gearman_task_free(gearman_task_st *task)
     void *gearman_task_context(const gearman_task_st *task)
