@@ -29,6 +29,9 @@ def test_demo_runs_the_seed_example():
     assert any(l.startswith("[demo] background: do_background") for l in lines)
     assert any("status: known=True running=True" in l for l in lines)
     assert "[demo] background job finished" in lines
+    assert "[demo]   in order: To Be, Or Not To Be / That Is The Question / Whether 'tis Nobler / " \
+           "In The Mind To Suffer" in lines
+    assert sum(1 for l in lines if l.startswith("[demo]   task ")) == 4
 
 
 def test_demo_against_given_servers(gearmand):

@@ -7,7 +7,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
 
 from libc.errno cimport EINTR, errno
-from libc.math cimport isnan
+from libc.math cimport ceil, isnan
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcpy, memset, strlen
@@ -1099,7 +1099,8 @@ cdef class Client:
             with nogil:
                 # adds the task and runs it; it ignores run_tasks' code, so _run below finishes
                 # the job if this slice was not enough
-                task = _execute_epoch(s.c, fnp, fnn, uq, strlen(uq), <time_t>epoch,
+                # whole seconds on the wire: round up so the job never runs early
+                task = _execute_epoch(s.c, fnp, fnn, uq, strlen(uq), <time_t>ceil(epoch),
                                       <gearman_job_priority_t>priority, p.ptr, p.size, &ctx)
             if task == NULL:
                 rc = gearman_client_error_code(s.c)
@@ -2356,7 +2357,11 @@ cdef class Worker:
                         warned = True
                     self._backoff_wait(deadline)
                 else:
-                    raise error_class_for(rc)(_clean(_text(gearman_worker_error(self._w))) or strerror(rc), rc)
+                    # e.g. gearmand answering a late WORK_COMPLETE with ERROR after it requeued a
+                    # job whose CAN_DO_TIMEOUT passed: report it, keep the worker alive.
+                    _log.warning("worker: %s", _clean(_text(gearman_worker_error(self._w))) or strerror(rc))
+                    self._reident = True
+                    self._backoff_wait(deadline)
                 PyErr_CheckSignals()
                 if deadline >= 0 and _now() >= deadline:
                     break

@@ -339,7 +339,8 @@ class AdminClient:
     ``server``: ``"host:port"``, ``"host"``, ``"[v6addr]:port"`` or ``(host, port)``.
     ``timeout``: default deadline in seconds of every call (connect + send + reply); each
     method also takes ``timeout=``. The connection is made by the first call and made again
-    after a call that failed midway (timeout, lost connection, Ctrl-C, garbled reply).
+    after a call that failed midway (timeout, lost connection, Ctrl-C), so a late reply is
+    never read as the answer to the next command.
 
     Raises :class:`~pygearman.errors.GearmanConnectionError` (server unreachable or gone),
     :class:`~pygearman.errors.GearmanTimeoutError`, :class:`~pygearman.errors.ServerError`

@@ -246,7 +246,7 @@ class GearmanClient(_libgearman.Client):
         run, with the full list on the exception's ``results`` attribute.
         """
         return self._submit_many(function, workloads, uniques, _priority(priority), False,
-                                 timeout, batch, return_exceptions)  # type: ignore[no-any-return]
+                                 timeout, batch, return_exceptions)
 
     def submit_background_many(self, function: Name, workloads: Iterable[Workload], *,
                                priority: Priority = Priority.NORMAL,
@@ -256,7 +256,7 @@ class GearmanClient(_libgearman.Client):
         """Queue many background jobs of one function; returns their handles in input order.
         If a batch cannot be submitted, the error's ``results`` attribute holds the handles of
         the jobs that were queued (None for the rest)."""
-        return self._submit_many(function, workloads, uniques, _priority(priority), True,  # type: ignore[no-any-return]
+        return self._submit_many(function, workloads, uniques, _priority(priority), True,
                                  timeout, batch, False)
 
     # -- context manager ---------------------------------------------------------------------

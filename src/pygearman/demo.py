@@ -1,4 +1,5 @@
-"""The seed's example, end to end: a local gearmand, a worker with `title`, and a client."""
+"""The seed's example, end to end: a local gearmand, a worker with `title`, and a client that
+submits in the seed's three ways: synchronous, parallel (a task set) and background."""
 from __future__ import annotations
 
 import re
@@ -45,17 +46,36 @@ def run_demo(servers: Optional[List[str]] = None, out: TextIO = sys.stdout) -> i
         server = GearmandServer().start()
         servers = [server.address]
         print(f"[demo] started gearmand {server.address} (pid {server.pid})", file=out)
-    worker = GearmanWorker(servers)
-    worker.add_function("title", title_function)
-    worker.add_function("title_lines", title_lines_function)
-    thread = threading.Thread(target=worker.run, name="demo-worker", daemon=True)
-    thread.start()
-    print(f"[demo] worker registered {worker.functions} on {', '.join(servers)}", file=out)
+    # two workers: the seed's point that more workers spread the load
+    workers = []
+    threads = []
+    for n in range(2):
+        worker = GearmanWorker(servers, identifier=f"demo-worker-{n + 1}")
+        worker.add_function("title", title_function)
+        worker.add_function("title_lines", title_lines_function)
+        thread = threading.Thread(target=worker.run, name=f"demo-worker-{n + 1}", daemon=True)
+        thread.start()
+        workers.append(worker)
+        threads.append(thread)
+    print(f"[demo] 2 workers registered {workers[0].functions} on {', '.join(servers)}", file=out)
     try:
         with GearmanClient(servers, timeout=30) as client:
             print("[demo] synchronous: client.do_normal('title', \"AlL THE World's a sTagE\")",
                   file=out)
             print(client.do_normal("title", "AlL THE World's a sTagE").decode(), file=out)
+
+            print("[demo] parallel: a task set of 4 jobs, results collected as they finish",
+                  file=out)
+            lines = ["to be, or not to be", "THAT IS THE QUESTION", "whether 'tis nobler",
+                     "in the MIND to suffer"]
+            for i, line in enumerate(lines):
+                client.add_task("title", line, context=i,
+                                on_complete=lambda t: print(f"[demo]   task {t.context} done: "
+                                                            f"{(t.result or b'').decode()}",
+                                                            file=out))
+            tasks = client.run_tasks()
+            print("[demo]   in order: " + " / ".join((t.result or b"").decode() for t in tasks),
+                  file=out)
 
             text = "\n".join(["aLL the world's a stage,", "AND ALL the men and women merely players;",
                               "they have their EXITS and their entrances"])
@@ -74,9 +94,11 @@ def run_demo(servers: Optional[List[str]] = None, out: TextIO = sys.stdout) -> i
                 print("[demo] background job did not finish in 30 s", file=out)
                 return 1
     finally:
-        worker.stop()
-        thread.join(10)
-        worker.close()
+        for worker in workers:
+            worker.stop()
+        for worker, thread in zip(workers, threads):
+            thread.join(10)
+            worker.close()
         if server is not None:
             server.cleanup()
             print("[demo] stopped gearmand", file=out)

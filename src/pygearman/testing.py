@@ -187,7 +187,7 @@ class GearmandServer:
     def admin(self, command: str, timeout: float = 5.0) -> str:
         """Send one admin text command (``status``, ``workers``, ...) and return the reply."""
         with socket.create_connection((self.host, self.port), timeout=timeout) as s:
-            s.sendall(command.encode() + b"\n")
+            s.sendall(command.encode() + b"\r\n")
             buf = b""
             one_line = command.split()[0] in ("version", "getpid", "verbose", "maxqueue",
                                               "shutdown", "cancel", "create", "drop")
