@@ -3,6 +3,9 @@
 #   make test    run the test suite against the installed package   (PYTEST_ARGS=-q by default)
 #   make demo    python -m pygearman demo
 #   make clean   remove build products and the venv
+#   make wheel       sdist + wheel into dist/, auditwheel-repaired (libgearman bundled) into wheelhouse/
+#   make wheel-test  build the wheel, install it alone into a fresh venv, check it loads the bundled
+#                    libgearman, run the core tests against it (scripts/wheel-test.sh)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,7 +25,7 @@ BUILD_FILES := $(wildcard setup.py pyproject.toml)
 DEPS_STAMP := $(VENV)/.dev-requirements-installed
 INSTALL_STAMP := $(VENV)/.pygearman-installed
 
-.PHONY: setup system-deps demo test clean
+.PHONY: setup system-deps demo test clean wheel wheel-test
 
 setup: system-deps $(INSTALL_STAMP)
 
@@ -41,6 +44,8 @@ $(DEPS_STAMP): requirements-dev.txt | system-deps
 # Non-editable install: the tests must exercise the installed package, not src/.
 # --no-build-isolation reuses the venv's Cython/setuptools instead of fetching them per build.
 $(INSTALL_STAMP): $(DEPS_STAMP) $(PKG_SOURCES) $(BUILD_FILES)
+	@# the distribution used to be called "pygearman" (a name taken on PyPI): drop an old install
+	-$(VENV)/bin/python -m pip uninstall -y -q pygearman 2>/dev/null
 	$(VENV)/bin/python -m pip install --no-build-isolation .
 	touch $@
 
@@ -52,3 +57,12 @@ test: setup
 
 clean:
 	rm -rf build/ *.egg-info src/*.egg-info src/pygearman/*.c src/pygearman/*.so $(VENV)
+
+# Both scripts install what they miss (patchelf, libgearman-dev, gearmand) and keep build/wheel-tools-*
+# (build, auditwheel) between runs; PYTHON picks the interpreter the wheel is built for.
+wheel:
+	PYTHON='$(PYTHON)' bash scripts/wheel-build.sh
+
+# Builds the wheel itself, so it does not depend on `wheel`.
+wheel-test:
+	PYTHON='$(PYTHON)' bash scripts/wheel-test.sh

@@ -427,3 +427,20 @@ def test_retry_with_gearmand_job_retries(gearmand_factory, fname):
             w.stop()
             t.join(10)
     assert len(attempts) == 2
+
+
+def test_cancel_a_queued_job(gearmand, client, fname):
+    fn = fname("cancel")
+    keep = client.do_background(fn, "keep")
+    drop = client.do_background(fn, "drop")
+    assert client.cancel_job(drop) is True
+    assert client.cancel_job("H:nowhere:999999") is False
+    ran = []
+    with GearmanWorker(gearmand.address) as w:
+        w.add_function(fn, lambda job: ran.append(job.workload))
+        while w.work(timeout=1.0):
+            pass
+    assert ran == [b"keep"]
+    assert not client.job_status(keep).known
+    with pytest.raises(ValueError):
+        client.cancel_job("has space")

@@ -1,0 +1,118 @@
+"""Benchmark driver for pygearman (this project), run in the harness's own venv.
+
+Usage and output: see _common.py. APIs that are newer than the installed build
+(submit_background_many, submit_many, add_task/run_tasks) are feature-detected: a mode
+whose API is missing reports "n/a" instead of falling back to something slower.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Dict, List
+
+import _common
+from _common import Args, Timer, finish, not_available
+
+try:
+    import pygearman
+    from pygearman import GearmanClient, GearmanWorker
+except ImportError as e:  # reported by the harness as a setup error
+    print(f"cannot import pygearman: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def version() -> Dict[str, Any]:
+    return {"pygearman": pygearman.__version__, "libgearman": pygearman.libgearman_version(),
+            "python": sys.version.split()[0]}
+
+
+def _count_ok(results: List[Any], size: int) -> int:
+    return sum(1 for r in results if isinstance(r, (bytes, bytearray, memoryview)) and len(r) == size)
+
+
+def client(a: Args) -> None:
+    c = GearmanClient(a.address)
+    p = _common.payload(a.size)
+    ok = 0
+    extra: Dict[str, Any] = {}
+    if a.mode in ("bg_loop", "bg_loop_uniq"):
+        api = "do_background(unique)" if a.own_uniques else "do_background"
+        us = _common.uniques(a.n) if a.own_uniques else None
+        fn, do_bg = a.function, c.do_background
+        with Timer() as t:
+            if us is None:
+                for _ in range(a.n):
+                    do_bg(fn, p)
+                    ok += 1
+            else:
+                for u in us:
+                    do_bg(fn, p, unique=u)
+                    ok += 1
+    elif a.mode in ("bg_batch", "bg_batch_uniq"):
+        if not hasattr(c, "submit_background_many"):
+            not_available("GearmanClient.submit_background_many is not in this build")
+        api = f"submit_background_many(batch={a.batch}{', uniques' if a.own_uniques else ''})"
+        workloads = [p] * a.n
+        us = _common.uniques(a.n) if a.own_uniques else None
+        with Timer() as t:
+            handles = c.submit_background_many(a.function, workloads, uniques=us, batch=a.batch)
+        ok = sum(1 for h in handles if h)
+    elif a.mode == "rt":
+        api = "do_normal"
+        lat: List[float] = []
+        fn, do, now = a.function, c.do_normal, time.perf_counter
+        with Timer() as t:
+            for _ in range(a.n):
+                t0 = now()
+                r = do(fn, p)
+                lat.append(now() - t0)
+                if r == p:
+                    ok += 1
+        extra = _common.latency_extra(lat)
+    elif a.mode == "taskset":
+        workloads = [p] * a.n
+        if hasattr(c, "submit_many"):
+            api = "submit_many"
+            with Timer() as t:
+                results = c.submit_many(a.function, workloads)
+            ok = _count_ok(results, a.size)
+        elif hasattr(c, "add_task") and hasattr(c, "run_tasks"):
+            api = "add_task+run_tasks"
+            with Timer() as t:
+                tasks = [c.add_task(a.function, w) for w in workloads]
+                ran = c.run_tasks()
+            results = ran if isinstance(ran, list) else [getattr(x, "result", None) for x in tasks]
+            ok = _count_ok(results, a.size)
+        else:
+            not_available("neither submit_many nor add_task/run_tasks is in this build")
+    else:
+        raise AssertionError(a.mode)
+    finish(a, ok, t, api, **extra)
+
+
+def worker(a: Args) -> None:
+    w = GearmanWorker(a.address)
+    if a.mode == "echo":
+        w.add_function(a.function, lambda job: job.workload)
+        with Timer() as t:
+            w.run()
+        finish(a, w.jobs_processed, t, "add_function+run")
+    count = 0
+    n = a.n
+
+    def drain(job: Any) -> bytes:
+        nonlocal count
+        count += 1
+        if count >= n:
+            w.stop()  # run() returns after this job is completed
+        return job.workload
+
+    w.add_function(a.function, drain)
+    with Timer() as t:
+        while count < n:
+            w.run()
+    finish(a, count, t, "add_function+run (stop() at N)")
+
+
+if __name__ == "__main__":
+    _common.run_driver(version, client, worker)
