@@ -1,5 +1,15 @@
 """pygearman: a fast Gearman client and worker for Python, built on libgearman."""
-from pygearman._libgearman import GearmanJob, GearmanTask, JobStream, libgearman_version, new_unique
+import logging as _logging
+
+from pygearman._features import FEATURES, has
+from pygearman._libgearman import (
+    LIBGEARMAN_BUILD_VERSION,
+    GearmanJob,
+    GearmanTask,
+    JobStream,
+    libgearman_version,
+    new_unique,
+)
 from pygearman._version import __version__
 from pygearman.client import GearmanClient, JobStatus, Priority
 from pygearman.errors import (
@@ -40,5 +50,11 @@ __all__ = [
     "JobException",
     "ReturnCode",
     "libgearman_version",
+    "LIBGEARMAN_BUILD_VERSION",
+    "has",
+    "FEATURES",
     "new_unique",
 ]
+
+# A library logs; the application decides what is shown (nothing by default).
+_logging.getLogger("pygearman").addHandler(_logging.NullHandler())

@@ -34,6 +34,7 @@ cdef class _ServerConn:
     cdef readonly int port
     cdef bint armed                # the "exceptions" server option was accepted on this connection
     cdef double down_until         # monotonic time until which a failed server is tried last
+    cdef bint probed               # a Gearman server answered our own probe (see _probe)
     cdef int ensure(self, Client owner) except -1
     cdef void reset(self) noexcept
 
@@ -141,6 +142,7 @@ cdef class Worker:
     cdef double _ident_at          # when it was last sent
     cdef dict _retries             # job handle -> times this worker handed it back (Retry)
     cdef int _max_retries
+    cdef bint _probed              # every server answered our probe like a Gearman server
     cdef int _apply_identifier(self) except -1
     cdef int _backoff_sleep(self, double seconds) except -1
     cdef int _enter(self) except -1

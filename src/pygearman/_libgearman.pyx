@@ -27,9 +27,11 @@ from pygearman.errors import (
     GearmanTimeoutError,
     JobException,
     JobFailed,
+    ProtocolError,
     Retry,
     error_class_for,
 )
+from pygearman._servers import probe_gearman
 
 cdef extern from *:
     """
@@ -81,6 +83,50 @@ MAX_IDENTIFIER = GEARMAN_MAX_IDENTIFIER
 def libgearman_version():
     """The version string of the libgearman loaded at run time."""
     return (<bytes>gearman_version()).decode()
+
+
+LIBGEARMAN_BUILD_VERSION = (<bytes>LIBGEARMAN_VERSION_STRING).decode()
+
+
+# libgearman's own log lines go to the "pygearman.libgearman" logger. The level handed to
+# libgearman follows that logger when a handle is made, so nothing is formatted for nothing.
+_lg_log = logging.getLogger("pygearman.libgearman")
+
+
+cdef void _log_line(const char *line, gearman_verbose_t verbose, void *context) noexcept with gil:
+    try:
+        if verbose <= GEARMAN_VERBOSE_FATAL:
+            level = logging.ERROR
+        elif verbose == GEARMAN_VERBOSE_ERROR:
+            level = logging.WARNING
+        elif verbose == GEARMAN_VERBOSE_INFO:
+            level = logging.INFO
+        else:
+            level = logging.DEBUG
+        _lg_log.log(level, "%s", _clean(_text(line)))
+    except BaseException:
+        pass
+
+
+cdef gearman_verbose_t _log_verbosity():
+    cdef int level = _lg_log.getEffectiveLevel()
+    if level <= logging.DEBUG:
+        return GEARMAN_VERBOSE_DEBUG
+    if level <= logging.INFO:
+        return GEARMAN_VERBOSE_INFO
+    if level <= logging.WARNING:
+        return GEARMAN_VERBOSE_ERROR
+    return GEARMAN_VERBOSE_FATAL
+
+
+cdef object _probe(bytes host, int port, str address):
+    """libgearman 1.1.20 crashes on a peer that answers with text (BRIEFING §2.2): look at the
+    peer once ourselves. Returns True once a Gearman server answered, False if unknown."""
+    verdict = probe_gearman(host.decode("utf-8", "replace"), port, 1.0)
+    if verdict is None or verdict is True:
+        return verdict is True
+    raise ProtocolError(f"{address} is not a Gearman job server: it answered {bytes(verdict)[:40]!r} "
+                        f"(check the port; libgearman would crash on this reply)")
 
 
 def return_code_values():
@@ -383,6 +429,11 @@ cdef class _ServerConn:
         cdef size_t ident_len
         if self.c != NULL:
             return 0
+        if not self.probed:
+            try:
+                self.probed = _probe(self.host, self.port, self.address)
+            except ProtocolError as e:
+                raise _NotSent(e)
         self.c = gearman_client_create(NULL)
         if self.c == NULL:
             raise MemoryError("gearman_client_create failed")
@@ -395,6 +446,7 @@ cdef class _ServerConn:
             self.reset()
             raise _NotSent(err)
         gearman_client_set_timeout(self.c, SLICE_MS)
+        gearman_client_set_log_fn(self.c, _log_line, NULL, _log_verbosity())
         gearman_client_set_created_fn(self.c, _on_created)
         gearman_client_set_data_fn(self.c, _on_data)
         gearman_client_set_warning_fn(self.c, _on_warning)
@@ -2097,6 +2149,7 @@ cdef class Worker:
         # set_timeout also turns on GEARMAN_WORKER_TIMEOUT_RETURN, without which the worker
         # swallows timeouts and we could never look at signals (BRIEFING §2.1).
         gearman_worker_set_timeout(self._w, SLICE_MS)
+        gearman_worker_set_log_fn(self._w, _log_line, NULL, _log_verbosity())
         wid = gearman_worker_id(self._w)
         self._read_fd = wid.read_fd
         self._write_fd = wid.write_fd
@@ -2322,6 +2375,11 @@ cdef class Worker:
                 raise RuntimeError("no functions registered: call add_function() first")
             if not self._servers:
                 raise ValueError("no job servers: add one with add_server()")
+            if not self._probed:
+                known = True
+                for host, port in self._servers:
+                    known = _probe(host, port, f"{host.decode()}:{port}") and known
+                self._probed = known
             while True:
                 if self._stop_requested:
                     break

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable, List, Sequence, Tuple, Union
+import socket
+import struct
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 DEFAULT_PORT = 4730
 DEFAULT_SERVER = "127.0.0.1:4730"
@@ -90,3 +92,34 @@ def parse_servers(servers: Servers) -> List[Tuple[str, int]]:
 def format_server(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
+
+
+def probe_gearman(host: str, port: int, timeout: float = 2.0) -> Union[None, bool, bytes]:
+    """Is a Gearman server listening there? Sends one ECHO_REQ and looks at the reply.
+
+    Returns True when the peer answers like a Gearman server, None when it cannot be judged
+    (refused, silent, closed): libgearman reports those itself. Returns the first bytes of the
+    reply when
+    something else answers: libgearman 1.1.20 crashes (SIGSEGV) on a non-Gearman text reply
+    (BRIEFING §2.2), so that must be caught before libgearman talks to the peer.
+    """
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError:
+        return None
+    with sock:
+        try:
+            sock.sendall(b"\0REQ" + struct.pack(">II", 16, 4) + b"ping")  # ECHO_REQ "ping"
+            data = b""
+            while len(data) < 4:
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            return None
+    if not data:
+        return None
+    if data[:4] == b"\0RES" or b"\0RES".startswith(data):
+        return True
+    return data

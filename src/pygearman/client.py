@@ -42,6 +42,22 @@ class JobStatus(NamedTuple):
         return self.numerator / self.denominator if self.denominator else None
 
 
+def _refuse_ssl(what: str) -> None:
+    """libgearman's TLS is a silent no-op unless it was built with it (BRIEFING §8)."""
+    from pygearman._features import has
+    from pygearman.errors import NotSupportedError
+
+    if has("ssl"):
+        raise NotSupportedError(
+            f"{what}(ssl=True): this libgearman has TLS, but pygearman does not wire up "
+            "certificates yet; use a TLS tunnel (stunnel, spiped, WireGuard) meanwhile")
+    raise NotSupportedError(
+        f"{what}(ssl=True): the libgearman in use ({_libgearman.libgearman_version()}) was built "
+        "without TLS, and would silently talk plaintext. Use a TLS tunnel to the job server "
+        "(stunnel, spiped, an SSH tunnel or WireGuard), or build libgearman and gearmand with "
+        "--enable-ssl.")
+
+
 def _priority(priority: object) -> int:
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise TypeError(f"priority must be a Priority, not {type(priority).__name__}")
@@ -64,7 +80,10 @@ class GearmanClient(_libgearman.Client):
     """
 
     def __init__(self, servers: Servers = None, *, timeout: Optional[float] = None,
-                 namespace: Optional[str] = None, identifier: Optional[str] = None) -> None:
+                 namespace: Optional[str] = None, identifier: Optional[str] = None,
+                 ssl: bool = False) -> None:
+        if ssl:
+            _refuse_ssl("GearmanClient")
         self._set_default_timeout(timeout)
         for host, port in parse_servers(servers):
             self._add_server(host.encode(), port)

@@ -29,7 +29,11 @@ class GearmanWorker(_libgearman.Worker):
     def __init__(self, servers: Servers = None,
                  functions: Optional[Dict[str, JobFunction]] = None, *,
                  identifier: Optional[str] = None, namespace: Optional[str] = None,
-                 max_retries: int = 3) -> None:
+                 max_retries: int = 3, ssl: bool = False) -> None:
+        if ssl:
+            from pygearman.client import _refuse_ssl
+
+            _refuse_ssl("GearmanWorker")
         for host, port in parse_servers(servers):
             self._add_server(host.encode(), port)
         if namespace:

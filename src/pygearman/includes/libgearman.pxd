@@ -8,6 +8,8 @@ cdef extern from "<stdbool.h>" nogil:
     ctypedef unsigned char c_bool "bool"
 
 cdef extern from "libgearman-1.0/gearman.h" nogil:
+    const char *LIBGEARMAN_VERSION_STRING
+
     ctypedef struct gearman_client_st:
         pass
     ctypedef struct gearman_worker_st:

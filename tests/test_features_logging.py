@@ -1,0 +1,106 @@
+"""Version information, feature probes, TLS refusal, the wrong-port guard and logging."""
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import pygearman
+from pygearman import GearmanClient, GearmanWorker
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_versions_and_features():
+    assert pygearman.__version__
+    assert pygearman.libgearman_version().startswith(pygearman.LIBGEARMAN_BUILD_VERSION.split("+")[0])
+    for name in pygearman.FEATURES:
+        assert isinstance(pygearman.has(name), bool)
+    assert pygearman.has("ssl") is False          # Debian's libgearman has no TLS
+    assert pygearman.has("worker_ssl") is False   # not exported by 1.1.20
+    with pytest.raises(ValueError, match="known: fifo_tasks, ssl, worker_ssl"):
+        pygearman.has("teleport")
+
+
+def test_ssl_is_refused_with_advice():
+    for cls in (GearmanClient, GearmanWorker):
+        with pytest.raises(pygearman.NotSupportedError, match="stunnel"):
+            cls("127.0.0.1:4730", ssl=True)
+
+
+@pytest.fixture
+def text_server():
+    """A TCP server that answers like a web server: libgearman 1.1.20 segfaults on that."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            try:
+                c.settimeout(1)
+                c.recv(100)
+                c.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            except OSError:
+                pass
+            c.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield f"127.0.0.1:{srv.getsockname()[1]}"
+    stop.set()
+    t.join(2)
+    srv.close()
+
+
+def test_a_non_gearman_server_is_refused_not_crashed_on(text_server, gearmand, fname):
+    with GearmanClient(text_server, timeout=5) as c:
+        with pytest.raises(pygearman.ProtocolError, match="not a Gearman job server"):
+            c.do_normal("f", "x")
+        with pytest.raises(pygearman.ProtocolError):
+            c.do_background("f", "x")
+    with GearmanWorker(text_server) as w:
+        w.add_function("f", lambda job: None)
+        with pytest.raises(pygearman.ProtocolError, match="check the port"):
+            w.work(timeout=2)
+    # with a real server next to it, the client fails over
+    fn = fname("ok")
+    with GearmanClient([text_server, gearmand.address], timeout=10) as c:
+        assert c.do_background(fn, "x").startswith("H:")
+
+
+def test_nothing_is_printed_by_default(tmp_path):
+    script = tmp_path / "quiet.py"
+    script.write_text(
+        "import pygearman\n"
+        "c = pygearman.GearmanClient('127.0.0.1:1')\n"
+        "try:\n    c.do_normal('f', 'x')\nexcept ConnectionError:\n    pass\n"
+        "w = pygearman.GearmanWorker('127.0.0.1:1')\n"
+        "w.add_function('f', lambda job: None)\n"
+        "w.work(timeout=0.5)\n"
+        "c.close(); w.close()\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "" and out.stderr == ""
+
+
+def test_errors_and_reconnects_are_logged(caplog):
+    caplog.set_level(logging.DEBUG, logger="pygearman")
+    w = GearmanWorker("127.0.0.1:1")
+    w.add_function("f", lambda job: None)
+    w.work(timeout=0.5)
+    w.close()
+    msgs = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert any(name == "pygearman" and level == "WARNING" and "retrying with backoff" in m
+               for name, level, m in msgs), msgs
+    assert any(name == "pygearman.libgearman" for name, _, _ in msgs), msgs
