@@ -100,7 +100,7 @@ def worker(a: Args) -> None:
     count = 0
     n = a.n
 
-    def drain(job: Any) -> bytes:
+    def drain(job: Any) -> Any:
         nonlocal count
         count += 1
         if count >= n:

@@ -13,6 +13,7 @@ PRIORITY_LOW: int
 MAX_FUNCTION_NAME: int
 MAX_UNIQUE: int
 MAX_IDENTIFIER: int
+LIBGEARMAN_BUILD_VERSION: str
 
 def libgearman_version() -> str: ...
 def return_code_values() -> Dict[str, int]: ...
