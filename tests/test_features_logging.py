@@ -104,3 +104,35 @@ def test_errors_and_reconnects_are_logged(caplog):
     assert any(name == "pygearman" and level == "WARNING" and "retrying with backoff" in m
                for name, level, m in msgs), msgs
     assert any(name == "pygearman.libgearman" for name, _, _ in msgs), msgs
+
+
+def _buffer_sizes_to(address):
+    import os
+    host, port = address.split(":")
+    sizes = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            s = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        with s:
+            try:
+                if s.getpeername()[:2] == (host, int(port)):
+                    sizes.append(s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+            except OSError:
+                pass
+    return sizes
+
+
+def test_socket_buffers_are_lifted_past_libgearmans_32k(gearmand, fname, start_worker):
+    """libgearman pins SO_SNDBUF/SO_RCVBUF at 32 KiB; large payloads then crawl. pygearman
+    raises them on its own connections (PYGEARMAN_SOCKET_BUFFER, default 4 MiB)."""
+    fn = fname("echo")
+    start_worker(gearmand.address, {fn: lambda job: job.workload})
+    data = bytes(range(256)) * 4096   # 1 MiB
+    with GearmanClient(gearmand.address, timeout=60) as c:
+        assert c.do_normal(fn, data) == data
+        sizes = _buffer_sizes_to(gearmand.address)
+    assert sizes and all(size > 2 * 32768 for size in sizes), sizes

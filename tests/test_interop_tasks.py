@@ -21,6 +21,12 @@ Observed with gearmand 1.1.20, libgearman 1.1.20, php-gearman 2.1.0 and gearman-
   and prints the exception text on stderr with ``gearmand --exceptions``. Only the latter is run.
 * ``gearman -w -n`` (a CLI worker sending a data packet per line) sends the output *so far* in
   each packet (cumulative); PHP sees exactly the same chunks as pygearman.
+* libgearman 1.1.20 matches JOB_CREATED to tasks by a per-connection counter, and a GET_STATUS
+  task keeps counter value 0. So when ``add_task_status()`` comes before a job task on a
+  connection that has not had a job yet, the job's JOB_CREATED would go to the status task and
+  ``run_tasks`` would hang until its deadline. php-gearman does not hit this because it sets
+  GEARMAN_CLIENT_FREE_TASKS (the finished status task leaves the list first); pygearman runs
+  status queries in a round of their own after the jobs (regression test below).
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from pygearman import GearmanClient, GearmanJob, GearmanTask, JobException, JobFailed
+from pygearman import GearmanClient, GearmanJob, GearmanTimeoutError, JobException, JobFailed
 from pygearman.testing import GearmandServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -488,14 +494,15 @@ def test_php_background_job_status_via_add_task_status(php: str, gearmand: Gearm
             deadline = time.monotonic() + 10
             while True:
                 called: List[Tuple[str, Any]] = []
+                # the job task goes first: see test_status_task_ahead_of_job_on_fresh_connection
+                other = client.add_task(echo_fn, "mixed in", "echo")
                 st = client.add_task_status(
                     handle, "php-job",
                     on_status=lambda t: called.append(("status", t.context)),
                     on_complete=lambda t: called.append(("complete", t.context)))
                 unknown = client.add_task_status("H:nowhere:424242", "bogus")
-                other = client.add_task(echo_fn, "mixed in", "echo")
                 tasks = client.run_tasks(timeout=10)
-                assert tasks == [st, unknown, other]
+                assert tasks == [other, st, unknown]
                 assert st.state == "complete", (st, st.error)
                 assert st.known and st.running, (st.known, st.running)
                 if st.numerator == 2:
@@ -521,6 +528,42 @@ def test_php_background_job_status_via_add_task_status(php: str, gearmand: Gearm
                 time.sleep(0.05)
             assert (st.known, st.running) == (False, False)
         assert seen == [b"from php"]
+    finally:
+        release.set()
+
+
+def test_status_task_ahead_of_job_on_fresh_connection(php: str, gearmand: GearmandServer,
+                                                      fname: Callable[[str], str],
+                                                      start_worker: Callable[..., Any],
+                                                      tmp_path: Path) -> None:
+    """add_task_status(handle) added before a job task, on a client whose connection has not
+    run a job yet: the job runs on the worker but its task never learns so (observed: the
+    status task ends 'running', the job task stays 'queued', run_tasks hits its deadline).
+    The same PHP task set (addTaskStatus + addTask, either order) works."""
+    fn, echo_fn = fname("hold"), fname("echo")
+    reported = threading.Event()
+    release = threading.Event()
+
+    def hold(job: GearmanJob) -> bytes:
+        job.send_status(1, 2)
+        reported.set()
+        release.wait(20)
+        return b"done"
+
+    start_worker(gearmand.address, {fn: hold})
+    start_worker(gearmand.address, {echo_fn: lambda job: job.workload[::-1]})
+    try:
+        script = _write(tmp_path, "background.php", PHP_BACKGROUND)
+        r = _run([php, script, str(gearmand.port), fn, "held"])
+        assert r.returncode == 0, r.stderr
+        handle = r.stdout.strip()
+        assert reported.wait(20)
+        with GearmanClient(gearmand.address, timeout=10) as client:   # fresh connection
+            st = client.add_task_status(handle)
+            job = client.add_task(echo_fn, "abc")
+            client.run_tasks(timeout=3)
+            assert st.known and st.running
+            assert job.result == b"cba"
     finally:
         release.set()
 

@@ -444,3 +444,13 @@ def test_cancel_a_queued_job(gearmand, client, fname):
     assert not client.job_status(keep).known
     with pytest.raises(ValueError):
         client.cancel_job("has space")
+
+
+def test_unique_status_does_not_break_the_next_job(gearmand, client, fname, start_worker):
+    """libgearman 1.1.20 counts a status-by-unique query as a submission: without a fresh
+    connection afterwards, the next job's JOB_CREATED would never match."""
+    fn = fname("echo")
+    start_worker(gearmand.address, {fn: echo})
+    for _ in range(3):
+        assert client.unique_status("nope") == (False, False, 0, 0)
+        assert client.do_normal(fn, "abc", timeout=10) == b"abc"

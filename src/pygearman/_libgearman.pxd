@@ -15,6 +15,7 @@ cdef struct _RunCtl:
     bint cb_error        # a Python callback raised; the exception waits on the Client
     bint pause_requested # stream(): a chunk is ready for the iterator
     Py_ssize_t done      # tasks finished in this run (complete/fail/exception)
+    Py_ssize_t created   # JOB_CREATED packets seen in this run (the server has those jobs)
 
 
 cdef struct _TaskCtx:
@@ -143,6 +144,7 @@ cdef class Worker:
     cdef dict _retries             # job handle -> times this worker handed it back (Retry)
     cdef int _max_retries
     cdef bint _probed              # every server answered our probe like a Gearman server
+    cdef bint _bufs_done           # socket buffers enlarged since the last (re)connect
     cdef int _apply_identifier(self) except -1
     cdef int _backoff_sleep(self, double seconds) except -1
     cdef int _enter(self) except -1

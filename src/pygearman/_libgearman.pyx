@@ -31,7 +31,7 @@ from pygearman.errors import (
     Retry,
     error_class_for,
 )
-from pygearman._servers import probe_gearman
+from pygearman._servers import enlarge_socket_buffers, probe_gearman
 
 cdef extern from *:
     """
@@ -88,24 +88,25 @@ def libgearman_version():
 LIBGEARMAN_BUILD_VERSION = (<bytes>LIBGEARMAN_VERSION_STRING).decode()
 
 
-# libgearman's own log lines go to the "pygearman.libgearman" logger. The level handed to
-# libgearman follows that logger when a handle is made, so nothing is formatted for nothing.
+# libgearman's own log lines go to the "pygearman.libgearman" logger, as diagnostics: pygearman
+# reports real failures itself (exceptions, and its own warnings on the "pygearman" logger).
+# libgearman is only asked for lines when that logger is enabled for INFO or lower at the time a
+# handle is made, so by default no callback ever runs.
 _lg_log = logging.getLogger("pygearman.libgearman")
 
 
 cdef void _log_line(const char *line, gearman_verbose_t verbose, void *context) noexcept with gil:
+    cdef str text
     try:
-        if verbose <= GEARMAN_VERBOSE_FATAL:
-            level = logging.ERROR
-        elif verbose == GEARMAN_VERBOSE_ERROR:
-            level = logging.WARNING
-        elif verbose == GEARMAN_VERBOSE_INFO:
+        text = _clean(_text(line))
+        # every idle worker slice "fails" with GEARMAN_TIMEOUT: that is not news
+        if verbose <= GEARMAN_VERBOSE_ERROR and "GEARMAN_TIMEOUT" not in text:
             level = logging.INFO
         else:
             level = logging.DEBUG
-        _lg_log.log(level, "%s", _clean(_text(line)))
-    except BaseException:
-        pass
+        _lg_log.log(level, "%s", text)
+    except BaseException as e:
+        _defer(e)
 
 
 cdef gearman_verbose_t _log_verbosity():
@@ -113,10 +114,30 @@ cdef gearman_verbose_t _log_verbosity():
     if level <= logging.DEBUG:
         return GEARMAN_VERBOSE_DEBUG
     if level <= logging.INFO:
-        return GEARMAN_VERBOSE_INFO
-    if level <= logging.WARNING:
         return GEARMAN_VERBOSE_ERROR
-    return GEARMAN_VERBOSE_FATAL
+    return GEARMAN_VERBOSE_NEVER
+
+
+# A signal handler can run inside any Python code, including code run from a C callback that
+# cannot raise (the log callback). Such an exception (KeyboardInterrupt, SystemExit...) is kept
+# here and raised at the next check between two slices.
+cdef object _deferred = None
+
+
+cdef void _defer(BaseException e) noexcept:
+    global _deferred
+    if not isinstance(e, Exception) and _deferred is None:
+        _deferred = e
+
+
+cdef int _check_signals() except -1:
+    global _deferred
+    if _deferred is not None:
+        e = _deferred
+        _deferred = None
+        raise e
+    PyErr_CheckSignals()
+    return 0
 
 
 cdef object _probe(bytes host, int port, str address):
@@ -376,6 +397,8 @@ cdef inline gearman_return_t _event(gearman_task_st *task, int ev) noexcept nogi
         ctx.have_result = True
     if ev & (EV_COMPLETE | EV_FAIL | EV_EXCEPTION):
         ctx.ctl.done += 1
+    elif ev == EV_CREATED:
+        ctx.ctl.created += 1
     if ctx.wants & ev:
         if _dispatch(task, ctx, ev):
             ctx.skip_next = True
@@ -494,7 +517,7 @@ cdef int _tick(_ServerConn s, double deadline, str what) except -1:
     """Between two slices of a blocking call: surface Ctrl-C and enforce the deadline. Either
     way the call is abandoned mid-protocol, so the connection is dropped, not reused."""
     try:
-        PyErr_CheckSignals()
+        _check_signals()
     except BaseException:
         s.reset()
         raise
@@ -776,8 +799,8 @@ cdef class GearmanTask:
             elif rc != GEARMAN_UNKNOWN_STATE and rc != GEARMAN_SUCCESS:
                 self._error = _job_error(task, rc, self.function_name)
                 self._state = "error"
-        except BaseException:
-            pass
+        except BaseException as e:
+            _defer(e)
 
     def __repr__(self):
         return (f"<GearmanTask {self.function_name!r} state={self._state} handle={self._handle!r}>")
@@ -969,6 +992,8 @@ cdef class Client:
                 ok = gearman_client_set_server_option(s.c, b"exceptions", 10)
             if ok:
                 s.armed = True
+                # the handle is connected now: lift libgearman's 32 KiB socket buffers
+                enlarge_socket_buffers([(s.host.decode("utf-8", "replace"), s.port)])
                 break
             rc = gearman_client_error_code(s.c)
             if rc == GEARMAN_TIMEOUT:
@@ -1057,7 +1082,8 @@ cdef class Client:
             s.reset()
             if rc == GEARMAN_COULD_NOT_CONNECT or rc == GEARMAN_NO_ACTIVE_FDS:
                 raise _NotSent(err)
-            if (rc == GEARMAN_LOST_CONNECTION or rc == GEARMAN_ERRNO) and not any_known and ctl.done == 0:
+            if (rc == GEARMAN_LOST_CONNECTION or rc == GEARMAN_ERRNO) and not any_known \
+                    and ctl.done == 0 and ctl.created == 0:
                 # The server acknowledged nothing (typically it restarted while we were idle
                 # and our socket was stale). Try once more on a new connection.
                 raise _Stale(err)
@@ -1452,10 +1478,14 @@ cdef class Client:
         for idx in sorted(per):
             rounds = []
             seen = []
+            status = []
             for t in per[idx]:
                 if t._status_only:
-                    key = (b"\0status", t._handle, t._uq)
-                elif t._uq is None:
+                    # a status query ahead of a job steals the job's JOB_CREATED in libgearman
+                    # 1.1.20 (its created_id is never advanced): queries get a round of their own
+                    status.append(t)
+                    continue
+                if t._uq is None:
                     key = None
                 elif t._uq in (b"-", b"#"):
                     key = (t._fn, t._uq, t._workload)
@@ -1471,6 +1501,8 @@ cdef class Client:
                 while len(rounds) <= r:
                     rounds.append([])
                 rounds[r].append(t)
+            if status:
+                rounds.append(status)
             for rnd in rounds:
                 out.append((idx, rnd))
         return out
@@ -1812,6 +1844,10 @@ cdef class Client:
         finally:
             if s.c != NULL:
                 gearman_task_free(task)
+                # libgearman 1.1.20 counts a status-by-unique query as a submission
+                # (created_id_next++) but no JOB_CREATED answers it: the next job's reply would
+                # never match. A fresh connection for what follows.
+                s.reset()
 
     def echo(self, data=b"ping", *, timeout=_UNSET):
         """Send data to every job server and check it comes back unchanged."""
@@ -2327,7 +2363,7 @@ cdef class Worker:
             pfd.revents = 0
             with nogil:
                 poll(&pfd, 1, ms if ms < SLICE_MS else SLICE_MS)
-            PyErr_CheckSignals()
+            _check_signals()
         return 0
 
     # -- the work loop -----------------------------------------------------------------------
@@ -2359,7 +2395,7 @@ cdef class Worker:
             pfd.revents = 0
             with nogil:
                 r = poll(&pfd, 1, ms)
-            PyErr_CheckSignals()
+            _check_signals()
             if self._stop_requested:
                 return 0
 
@@ -2395,11 +2431,18 @@ cdef class Worker:
                     if self._backoff:
                         _log.info("worker reconnected to the job server")
                         self._reident = True
+                        self._bufs_done = False
+                    if not self._bufs_done and rc != GEARMAN_IO_WAIT:
+                        # connected (libgearman pins 32 KiB socket buffers; lift them)
+                        enlarge_socket_buffers([(h.decode("utf-8", "replace"), p)
+                                                for h, p in self._servers])
+                        self._bufs_done = True
                     self._backoff = 0
                     warned = False
                     # libgearman does not re-send the identifier after a reconnect, and some
-                    # reconnects are silent: re-send it after errors and every 30 s.
-                    if self._identifier is not None and (self._reident or _now() - self._ident_at > 30):
+                    # reconnects are silent (server restarted during a job): re-send it after
+                    # errors and every 2 s (one small packet).
+                    if self._identifier is not None and (self._reident or _now() - self._ident_at > 2):
                         self._apply_identifier()
                     if one and self._jobs != start and rc != GEARMAN_TIMEOUT:
                         break
@@ -2420,7 +2463,7 @@ cdef class Worker:
                     _log.warning("worker: %s", _clean(_text(gearman_worker_error(self._w))) or strerror(rc))
                     self._reident = True
                     self._backoff_wait(deadline)
-                PyErr_CheckSignals()
+                _check_signals()
                 if deadline >= 0 and _now() >= deadline:
                     break
         finally:

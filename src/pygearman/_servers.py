@@ -123,3 +123,65 @@ def probe_gearman(host: str, port: int, timeout: float = 2.0) -> Union[None, boo
     if data[:4] == b"\0RES" or b"\0RES".startswith(data):
         return True
     return data
+
+
+def _socket_buffer_size() -> int:
+    try:
+        return max(0, int(os.environ.get("PYGEARMAN_SOCKET_BUFFER", 4 << 20)))
+    except ValueError:
+        return 4 << 20
+
+
+SOCKET_BUFFER = _socket_buffer_size()
+
+
+def enlarge_socket_buffers(servers: Sequence[Tuple[str, int]], size: int = -1) -> int:
+    """Raise SO_SNDBUF/SO_RCVBUF of this process's TCP connections to these job servers.
+
+    libgearman 1.1.20 pins both at 32 KiB on every socket it opens, which makes payloads over
+    ~128 KiB crawl (one delayed ACK per segment on loopback: 0.6 s per MiB; BRIEFING §1.4).
+    libgearman does not expose its sockets, so we find them: the sockets of this process whose
+    peer is one of the job servers. Only buffer sizes are changed (the kernel caps them at
+    net.core.[rw]mem_max); nothing is read or written. ``PYGEARMAN_SOCKET_BUFFER=0`` turns this
+    off. Returns how many sockets were changed (0 where /proc is not available).
+    """
+    if size < 0:
+        size = SOCKET_BUFFER
+    if size <= 0:
+        return 0
+    targets = set()
+    for host, port in servers:
+        try:
+            for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+                targets.add((info[0], info[4][0], info[4][1]))
+        except OSError:
+            continue
+    if not targets:
+        return 0
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return 0
+    changed = 0
+    for name in names:
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            dup = os.dup(int(name))
+        except (OSError, ValueError):
+            continue
+        try:
+            sock = socket.socket(fileno=dup)
+        except OSError:
+            os.close(dup)
+            continue
+        with sock:
+            try:
+                peer = sock.getpeername()
+                if (sock.family, peer[0], peer[1]) in targets:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                    changed += 1
+            except (OSError, IndexError, TypeError):
+                pass
+    return changed

@@ -1,0 +1,847 @@
+"""asyncio front end: AsyncClient and AsyncWorker, built on threads (libgearman exposes no fds).
+
+    async with AsyncClient("127.0.0.1:4730", timeout=30) as client:
+        result = await client.submit("title", "hello")
+        ts = client.task_set()
+        for line in lines:
+            ts.add("title", line)
+        async for task in ts.as_completed():
+            print(task.result())
+
+libgearman has no public way to hand its sockets to an event loop (BRIEFING §5), so every
+blocking call runs in a thread that owns its own GearmanClient (clients are not thread-safe),
+with the GIL released while it waits; results come back with ``loop.call_soon_threadsafe``.
+
+Cancellation: cancelling an ``await`` raises ``CancelledError`` in the awaiting coroutine at
+once. A call that had not started yet is never sent. A call already running cannot be
+interrupted from another thread (libgearman has no wakeup for clients): its thread keeps
+waiting until the job ends or the call's ``timeout`` passes, and the result is dropped. The job
+itself keeps running on the server (Gearman has no way to cancel a foreground job). Give calls
+a ``timeout`` when a job might never finish, so that an abandoned call frees its thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import datetime
+import functools
+import inspect
+import logging
+import queue
+import threading
+import time
+from types import TracebackType
+from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Iterable, List,
+                    Literal, Optional, Sequence, Set, Tuple, Type, TypeVar, Union, cast,
+                    overload)
+
+from pygearman import _libgearman
+from pygearman._libgearman import GearmanJob, GearmanTask
+from pygearman._servers import Servers
+from pygearman.client import GearmanClient, JobStatus, Priority
+from pygearman.errors import JobFailed
+from pygearman.worker import GearmanWorker
+
+__all__ = ["AsyncClient", "AsyncTaskSet", "AsyncTask", "AsyncWorker", "AsyncJob"]
+
+_log = logging.getLogger("pygearman.aio")
+
+T = TypeVar("T")
+Workload = Union[bytes, bytearray, memoryview, str]
+Name = Union[str, bytes]
+When = Union[datetime.datetime, float, int]
+Timeout = Union[float, None, Any]
+_UNSET: Any = _libgearman.UNSET
+Result = Union[bytes, bytearray, memoryview, str, None]
+AsyncJobFunction = Callable[["AsyncJob"], Awaitable[Result]]
+SyncJobFunction = Callable[[GearmanJob], Result]
+AnyJobFunction = Union[AsyncJobFunction, SyncJobFunction]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> bool:
+    """Run fn(*args) on the loop's thread; False if the loop is gone (the result is dropped)."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+        return True
+    except RuntimeError:  # loop closed
+        return False
+
+
+def _settle(fut: "asyncio.Future[Any]", result: Any, exc: Optional[BaseException]) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+# -- a pool of threads, each with its own client ------------------------------------------------
+
+class _ClientPool:
+    """Daemon threads, each owning one clone of ``template``; calls queue when all are busy.
+
+    Daemon threads because a call without a deadline may block for as long as its job runs, and
+    that must not keep the interpreter from exiting. Idle threads exit after ``idle_timeout``.
+    """
+
+    def __init__(self, template: GearmanClient, max_workers: int, idle_timeout: float) -> None:
+        self._template = template
+        self._max = max_workers
+        self._idle_timeout = idle_timeout
+        self._cond = threading.Condition()
+        self._items: Deque[Tuple["concurrent.futures.Future[Any]", Callable[[GearmanClient], Any]]] = \
+            collections.deque()
+        self._threads: Set[threading.Thread] = set()
+        self._idle = 0
+        self._busy = 0
+        self._closed = False
+        self._seq = 0
+
+    @property
+    def threads(self) -> int:
+        with self._cond:
+            return len(self._threads)
+
+    @property
+    def busy(self) -> int:
+        with self._cond:
+            return self._busy
+
+    def submit(self, fn: Callable[[GearmanClient], T]) -> "concurrent.futures.Future[T]":
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("this AsyncClient is closed")
+            self._items.append((fut, fn))
+            self._cond.notify()
+            if len(self._items) > self._idle and len(self._threads) < self._max:
+                self._seq += 1
+                t = threading.Thread(target=self._main, name=f"pygearman-aio-{self._seq}",
+                                     daemon=True)
+                self._threads.add(t)
+                t.start()
+        return fut
+
+    def _next(self) -> Optional[Tuple["concurrent.futures.Future[Any]",
+                                      Callable[[GearmanClient], Any]]]:
+        with self._cond:
+            self._idle += 1
+            try:
+                until = time.monotonic() + self._idle_timeout
+                while not self._items and not self._closed:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        return None
+                    self._cond.wait(left)
+                if not self._items:
+                    return None
+                item = self._items.popleft()
+                self._busy += 1
+                return item
+            finally:
+                self._idle -= 1
+
+    def _main(self) -> None:
+        client: Optional[GearmanClient] = None
+        try:
+            while True:
+                item = self._next()
+                if item is None:
+                    return
+                fut, fn = item
+                try:
+                    if not fut.set_running_or_notify_cancel():
+                        continue          # cancelled before it started: never sent
+                    try:
+                        if client is None:
+                            client = self._template.clone()
+                        result = fn(client)
+                    except BaseException as e:
+                        fut.set_exception(e)
+                    else:
+                        fut.set_result(result)
+                finally:
+                    with self._cond:
+                        self._busy -= 1
+        finally:
+            with self._cond:
+                self._threads.discard(threading.current_thread())
+            if client is not None:
+                client.close()
+
+    def shutdown(self) -> None:
+        """Refuse new calls, cancel queued ones, let idle threads exit. Running calls finish
+        by themselves (their job ends or their deadline passes)."""
+        with self._cond:
+            self._closed = True
+            items = list(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+        for fut, _fn in items:
+            fut.cancel()
+
+
+# -- the client ---------------------------------------------------------------------------------
+
+class AsyncClient:
+    """An asyncio Gearman client.
+
+    ``servers``, ``timeout`` (default deadline of every call, seconds; ``None``: none),
+    ``namespace`` and ``identifier`` are those of :class:`~pygearman.GearmanClient`.
+    Calls run in up to ``max_workers`` threads, each with its own client (more calls wait for a
+    free thread); a thread idle for ``idle_timeout`` seconds exits. See the module docstring
+    for what cancelling a running call does.
+    """
+
+    def __init__(self, servers: Servers = None, *, timeout: Optional[float] = None,
+                 namespace: Optional[str] = None, identifier: Optional[str] = None,
+                 max_workers: int = 16, idle_timeout: float = 30.0) -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be an int >= 1, got {max_workers!r}")
+        if not isinstance(idle_timeout, (int, float)) or not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be a number > 0, got {idle_timeout!r}")
+        # validates every argument now; never used for I/O (each thread uses a clone)
+        self._template = GearmanClient(servers, timeout=timeout, namespace=namespace,
+                                       identifier=identifier)
+        self._pool = _ClientPool(self._template, max_workers, float(idle_timeout))
+        self._abandoned = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- introspection -----------------------------------------------------------------------
+
+    @property
+    def servers(self) -> List[str]:
+        return self._template.servers
+
+    @property
+    def timeout(self) -> Optional[float]:
+        return self._template.timeout
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def threads(self) -> int:
+        """Threads alive in this client's pool (busy or idle)."""
+        return self._pool.threads
+
+    @property
+    def busy(self) -> int:
+        """Threads running a call right now (including abandoned ones)."""
+        return self._pool.busy
+
+    @property
+    def abandoned(self) -> int:
+        """Cancelled calls whose thread is still waiting for the job or its deadline."""
+        with self._lock:
+            return self._abandoned
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[[GearmanClient], T]) -> T:
+        loop = asyncio.get_running_loop()
+        afut: asyncio.Future[T] = loop.create_future()
+        cfut = self._pool.submit(fn)
+
+        def copy(cf: "concurrent.futures.Future[T]") -> None:
+            if afut.done() or cf.cancelled():
+                return
+            exc = cf.exception()
+            if exc is not None:
+                afut.set_exception(exc)
+            else:
+                afut.set_result(cf.result())
+
+        def done(cf: "concurrent.futures.Future[T]") -> None:
+            if cf.cancelled():
+                return
+            if not _post(loop, copy, cf):
+                _log.debug("event loop closed: result of a call dropped")
+
+        cfut.add_done_callback(done)
+        try:
+            return await afut
+        except asyncio.CancelledError:
+            if not cfut.cancel() and not cfut.done():
+                self._abandon(cfut)
+            raise
+
+    def _abandon(self, cfut: "concurrent.futures.Future[Any]") -> None:
+        with self._lock:
+            self._abandoned += 1
+
+        def finished(cf: "concurrent.futures.Future[Any]") -> None:
+            with self._lock:
+                self._abandoned -= 1
+            _log.debug("an abandoned call finished: %s",
+                       "cancelled" if cf.cancelled() else (cf.exception() or "result dropped"))
+
+        cfut.add_done_callback(finished)
+
+    # -- single jobs -------------------------------------------------------------------------
+
+    @overload
+    async def submit(self, function: Name, workload: Workload = ..., *,
+                     priority: Priority = ..., background: Literal[False] = ...,
+                     unique: Optional[Name] = ..., timeout: Timeout = ...,
+                     when: Optional[When] = ...) -> bytes: ...
+
+    @overload
+    async def submit(self, function: Name, workload: Workload = ..., *,
+                     priority: Priority = ..., background: Literal[True],
+                     unique: Optional[Name] = ..., timeout: Timeout = ...,
+                     when: Optional[When] = ...) -> str: ...
+
+    @overload
+    async def submit(self, function: Name, workload: Workload = ..., *,
+                     priority: Priority = ..., background: bool,
+                     unique: Optional[Name] = ..., timeout: Timeout = ...,
+                     when: Optional[When] = ...) -> Union[bytes, str]: ...
+
+    async def submit(self, function: Name, workload: Workload = b"", *,
+                     priority: Priority = Priority.NORMAL, background: bool = False,
+                     unique: Optional[Name] = None, timeout: Timeout = _UNSET,
+                     when: Optional[When] = None) -> Union[bytes, str]:
+        """Submit a job: foreground returns its result (bytes), background its handle (str).
+        Raises what :meth:`GearmanClient.submit` raises (JobException, JobFailed,
+        GearmanTimeoutError, GearmanConnectionError)."""
+        self._check_open()
+        return await self._call(functools.partial(
+            _do_submit, function, workload, priority, background, unique, timeout, when))
+
+    async def submit_background(self, function: Name, workload: Workload = b"", *,
+                                priority: Priority = Priority.NORMAL,
+                                unique: Optional[Name] = None, timeout: Timeout = _UNSET,
+                                when: Optional[When] = None) -> str:
+        """Queue a background job; returns its handle once the server has it."""
+        self._check_open()
+        result = await self._call(functools.partial(
+            _do_submit, function, workload, priority, True, unique, timeout, when))
+        assert isinstance(result, str)
+        return result
+
+    async def job_status(self, handle: Name, *, timeout: Timeout = _UNSET) -> JobStatus:
+        """Status of a background job by its handle."""
+        self._check_open()
+        return await self._call(lambda c: c.job_status(handle, timeout=timeout))
+
+    async def unique_status(self, unique: Name, *, timeout: Timeout = _UNSET) -> JobStatus:
+        """Status of a job by its unique key."""
+        self._check_open()
+        return await self._call(lambda c: c.unique_status(unique, timeout=timeout))
+
+    async def echo(self, data: Workload = b"ping", *, timeout: Timeout = _UNSET) -> bool:
+        """ECHO round trip to the job server(s)."""
+        self._check_open()
+        return await self._call(lambda c: c.echo(data, timeout=timeout))
+
+    async def cancel_job(self, handle: str, *, timeout: float = 5.0) -> bool:
+        """Cancel a queued background job (see :meth:`GearmanClient.cancel_job`)."""
+        self._check_open()
+        return await self._call(lambda c: c.cancel_job(handle, timeout=timeout))
+
+    # -- batches -----------------------------------------------------------------------------
+
+    async def submit_many(self, function: Name, workloads: Iterable[Workload], *,
+                          priority: Priority = Priority.NORMAL,
+                          uniques: Optional[Sequence[Optional[Name]]] = None,
+                          timeout: Timeout = _UNSET, batch: int = 1000,
+                          return_exceptions: bool = False) -> List[Any]:
+        """Run many jobs of one function (in one thread, pipelined in C); results in input
+        order. See :meth:`GearmanClient.submit_many`."""
+        self._check_open()
+        items = list(workloads)
+        return await self._call(lambda c: c.submit_many(
+            function, items, priority=priority, uniques=uniques, timeout=timeout, batch=batch,
+            return_exceptions=return_exceptions))
+
+    async def submit_background_many(self, function: Name, workloads: Iterable[Workload], *,
+                                     priority: Priority = Priority.NORMAL,
+                                     uniques: Optional[Sequence[Optional[Name]]] = None,
+                                     timeout: Timeout = _UNSET, batch: int = 1000) -> List[str]:
+        """Queue many background jobs; returns their handles in input order."""
+        self._check_open()
+        items = list(workloads)
+        return await self._call(lambda c: c.submit_background_many(
+            function, items, priority=priority, uniques=uniques, timeout=timeout, batch=batch))
+
+    # -- task sets ---------------------------------------------------------------------------
+
+    def task_set(self, *, timeout: Timeout = _UNSET) -> "AsyncTaskSet":
+        """A set of jobs that run in parallel; see :class:`AsyncTaskSet`. ``timeout`` bounds
+        each batch of tasks (default: the client's)."""
+        self._check_open()
+        return AsyncTaskSet(self, timeout)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this AsyncClient is closed")
+
+    async def aclose(self) -> None:
+        """Refuse new calls and cancel the queued ones. Idempotent. Calls already running finish
+        by themselves (their threads are daemons; see the module docstring)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.shutdown()
+        self._template.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]],
+                        exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ",".join(self.servers)
+        return f"<AsyncClient {state} threads={self.threads}>"
+
+
+def _do_submit(function: Name, workload: Workload, priority: Priority, background: bool,
+               unique: Optional[Name], timeout: Timeout, when: Optional[When],
+               client: GearmanClient) -> Union[bytes, str]:
+    return client.submit(function, workload, priority=priority, background=background,
+                         unique=unique, timeout=timeout, when=when)
+
+
+# -- task sets ----------------------------------------------------------------------------------
+
+class AsyncTask(asyncio.Future[Any]):
+    """One job of an :class:`AsyncTaskSet`: an asyncio future of its result (bytes; the job
+    handle for a background task). ``handle``, ``numerator``/``denominator`` and ``data`` (the
+    WORK_DATA chunks) follow the job as events arrive. ``cancel()`` drops the task: if its
+    batch has not started it is never sent; otherwise its result is ignored."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, function: Name, workload: Workload,
+                 context: Any, unique: Optional[Name], priority: Priority,
+                 background: bool) -> None:
+        super().__init__(loop=loop)
+        self.function = function
+        self.workload = workload
+        self.context = context
+        self.unique = unique
+        self.priority = priority
+        self.background = background
+        self.handle: Optional[str] = None
+        self.numerator = 0
+        self.denominator = 0
+        self.data: List[bytes] = []
+
+    def _update(self, handle: Optional[str], num: int, den: int) -> None:
+        if handle:
+            self.handle = handle
+        self.numerator, self.denominator = num, den
+
+    def __repr__(self) -> str:
+        state = ("cancelled" if self.cancelled() else "done" if self.done() else "pending")
+        return f"<AsyncTask {self.function!r} {state} handle={self.handle!r}>"
+
+
+class AsyncTaskSet:
+    """Jobs submitted together and collected as they finish (libgearman task sets).
+
+    ``ts.add(...)`` returns an :class:`AsyncTask` (an asyncio future). Tasks added in the same
+    event-loop iteration go out as one pipelined batch in one thread; each task's future is
+    resolved as soon as its own result arrives. Collect with ``async for t in
+    ts.as_completed()``, ``await ts.gather()``, ``asyncio.as_completed(ts.tasks)``, or
+    ``async with client.task_set() as ts:`` (waits for every task on exit; cancels them if the
+    block raises).
+    """
+
+    def __init__(self, client: AsyncClient, timeout: Timeout) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._tasks: List[AsyncTask] = []
+        self._unsent: List[AsyncTask] = []
+        self._flush_scheduled = False
+
+    @property
+    def tasks(self) -> List[AsyncTask]:
+        """Every task added, in the order added."""
+        return list(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def add(self, function: Name, workload: Workload = b"", *, context: Any = None,
+            unique: Optional[Name] = None, priority: Priority = Priority.NORMAL,
+            background: bool = False) -> AsyncTask:
+        """Add a job; it is sent at the next event-loop iteration. Call from a coroutine."""
+        self._client._check_open()
+        if not isinstance(function, (str, bytes)):
+            raise TypeError(f"function must be str or bytes, not {type(function).__name__}")
+        if not isinstance(workload, (bytes, bytearray, memoryview, str)):
+            raise TypeError(f"workload must be bytes-like or str, not {type(workload).__name__}")
+        loop = asyncio.get_running_loop()
+        task = AsyncTask(loop, function, workload, context, unique, priority, bool(background))
+        self._tasks.append(task)
+        self._unsent.append(task)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return task
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch = [t for t in self._unsent if not t.done()]
+        self._unsent = []
+        if not batch:
+            return
+        loop = batch[0].get_loop()
+        try:
+            cfut = self._client._pool.submit(functools.partial(_run_batch, loop, batch,
+                                                               self._timeout))
+        except RuntimeError as e:
+            for t in batch:
+                _settle(t, None, e)
+            return
+
+        def done(cf: "concurrent.futures.Future[None]") -> None:
+            # the batch never ran (client closed) or failed outside run_tasks
+            exc: BaseException
+            if cf.cancelled():
+                exc = RuntimeError("the AsyncClient was closed before this task was sent")
+            else:
+                err = cf.exception()
+                if err is None:
+                    return
+                exc = err
+            for t in batch:
+                _post(loop, _settle, t, None, exc)
+
+        cfut.add_done_callback(done)
+
+    async def as_completed(self) -> AsyncIterator[AsyncTask]:
+        """Yield tasks as they finish (each is done: call ``task.result()``). Includes tasks
+        added while iterating; skips cancelled tasks."""
+        q: asyncio.Queue[AsyncTask] = asyncio.Queue()
+        watched: Set[int] = set()
+        pending = 0
+
+        def on_done(f: "asyncio.Future[Any]") -> None:
+            q.put_nowait(cast(AsyncTask, f))
+
+        def watch() -> int:
+            n = 0
+            for t in self._tasks:
+                if id(t) not in watched:
+                    watched.add(id(t))
+                    t.add_done_callback(on_done)
+                    n += 1
+            return n
+
+        pending += watch()
+        while pending:
+            task = await q.get()
+            pending -= 1
+            if not task.cancelled():
+                yield task
+            pending += watch()
+
+    async def gather(self, *, return_exceptions: bool = False) -> List[Any]:
+        """Wait for every task; results in the order added (as ``asyncio.gather``)."""
+        return list(await asyncio.gather(*self._tasks, return_exceptions=return_exceptions))
+
+    def cancel(self) -> None:
+        """Cancel every unfinished task."""
+        for t in self._tasks:
+            t.cancel()
+
+    async def __aenter__(self) -> "AsyncTaskSet":
+        return self
+
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]],
+                        exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        if exc is not None:
+            self.cancel()
+            return
+        try:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+
+
+def _run_batch(loop: asyncio.AbstractEventLoop, batch: List[AsyncTask], timeout: Timeout,
+               client: GearmanClient) -> None:
+    """In a pool thread: run one batch as a libgearman task set, resolving each task's future
+    from the callbacks as its result arrives."""
+
+    def status(task: AsyncTask) -> Callable[[GearmanTask], object]:
+        return lambda gt: _post(loop, task._update, gt.handle, gt.numerator, gt.denominator)
+
+    def created(task: AsyncTask) -> Callable[[GearmanTask], None]:
+        def cb(gt: GearmanTask) -> None:
+            _post(loop, task._update, gt.handle, 0, 0)
+            if task.background:
+                _post(loop, _settle, task, gt.handle, None)
+        return cb
+
+    def data(task: AsyncTask) -> Callable[[GearmanTask, bytes], object]:
+        return lambda gt, chunk: _post(loop, task.data.append, chunk)
+
+    def complete(task: AsyncTask) -> Callable[[GearmanTask], object]:
+        return lambda gt: _post(loop, _settle, task, gt.result or b"", None)
+
+    def failed(task: AsyncTask) -> Callable[[GearmanTask], object]:
+        return lambda gt: _post(loop, _settle, task, None, _task_error(gt))
+
+    pairs: List[Tuple[AsyncTask, GearmanTask]] = []
+    for task in batch:
+        if task.cancelled():   # best effort: cancelled after the batch was handed over
+            continue
+        try:
+            gt = client.add_task(task.function, task.workload, unique=task.unique,
+                                 priority=task.priority, background=task.background,
+                                 on_created=created(task), on_data=data(task),
+                                 on_status=status(task), on_complete=complete(task),
+                                 on_fail=failed(task), on_exception=failed(task))
+        except Exception as e:   # bad argument: this task only
+            _post(loop, _settle, task, None, e)
+            continue
+        pairs.append((task, gt))
+    if not pairs:
+        return
+    run_error: Optional[BaseException] = None
+    try:
+        client.run_tasks(timeout=timeout)
+    except Exception as e:
+        run_error = e
+    # whatever the callbacks did not settle (background handles, errors, a deadline)
+    for task, gt in pairs:
+        if gt.state == "complete":
+            result = gt.handle if task.background else (gt.result or b"")
+            _post(loop, _settle, task, result, None)
+        elif gt.error is not None:
+            _post(loop, _settle, task, None, gt.error)
+        else:
+            _post(loop, _settle, task, None,
+                  run_error or RuntimeError(f"task ended in state {gt.state!r}"))
+
+
+def _task_error(gt: GearmanTask) -> BaseException:
+    if gt.error is not None:
+        return gt.error
+    return JobFailed(f"job {gt.function_name!r} failed", handle=gt.handle,
+                     function=gt.function_name)
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+class AsyncJob:
+    """What an ``async def`` job function receives: the job's fields, and awaitable
+    ``send_status`` / ``send_data`` / ``send_warning`` (sent by the worker's thread, which
+    owns the connection)."""
+
+    def __init__(self, job: GearmanJob, loop: asyncio.AbstractEventLoop) -> None:
+        self.workload: bytes = job.workload
+        self.handle: str = job.handle
+        self.unique: str = job.unique
+        self.function_name: str = job.function_name
+        self._loop = loop
+        self._requests: "queue.SimpleQueue[Optional[Tuple[str, Tuple[Any, ...], asyncio.Future[None]]]]" \
+            = queue.SimpleQueue()
+
+    async def _send(self, method: str, *args: Any) -> None:
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._requests.put((method, args, fut))
+        await fut
+
+    async def send_status(self, numerator: int, denominator: int) -> None:
+        """Report progress (WORK_STATUS)."""
+        await self._send("send_status", numerator, denominator)
+
+    async def send_data(self, data: Workload) -> None:
+        """Send a chunk of partial results (WORK_DATA)."""
+        await self._send("send_data", data)
+
+    async def send_warning(self, data: Workload) -> None:
+        """Send a warning (WORK_WARNING)."""
+        await self._send("send_warning", data)
+
+    def __repr__(self) -> str:
+        return f"<AsyncJob {self.function_name!r} handle={self.handle!r}>"
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _run_on_loop(fn: AsyncJobFunction, loop: asyncio.AbstractEventLoop,
+                 job: GearmanJob) -> Result:
+    """In the worker thread: run the coroutine on the loop, serving its send_* requests here
+    (a GearmanJob may only be used by the thread that runs its function)."""
+    ajob = AsyncJob(job, loop)
+
+    async def call() -> Result:
+        return await fn(ajob)
+
+    cfut = asyncio.run_coroutine_threadsafe(call(), loop)
+    cfut.add_done_callback(lambda f: ajob._requests.put(None))
+    while True:
+        req = ajob._requests.get()
+        if req is None:
+            break
+        method, args, reply = req
+        try:
+            getattr(job, method)(*args)
+        except BaseException as e:
+            _post(loop, _settle, reply, None, e)
+        else:
+            _post(loop, _settle, reply, None, None)
+    return cfut.result()
+
+
+class AsyncWorker:
+    """An asyncio Gearman worker: register ``async def`` (and plain) job functions, then
+    ``await worker.run()``.
+
+    libgearman's work loop runs in a thread per connection (``concurrency``, default 1: jobs one
+    at a time; N: up to N jobs at once). An ``async def`` function runs on the event loop that
+    awaits :meth:`run` and receives an :class:`AsyncJob`; a plain function runs in the worker
+    thread (so it does not block the loop) and receives the :class:`~pygearman.GearmanJob`.
+    If a function raises, the client gets a ``JobException`` (``"ValueError: ..."``).
+    """
+
+    def __init__(self, servers: Servers = None,
+                 functions: Optional[Dict[str, AnyJobFunction]] = None, *,
+                 identifier: Optional[str] = None, namespace: Optional[str] = None,
+                 max_retries: int = 3, concurrency: int = 1) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        self._servers = servers
+        self._identifier = identifier
+        self._namespace = namespace
+        self._max_retries = max_retries
+        self._concurrency = concurrency
+        self._functions: Dict[str, Tuple[AnyJobFunction, int]] = {}
+        self._workers: List[GearmanWorker] = []
+        self._running = False
+        self._stop_requested = False
+        self._jobs = 0
+        # check the arguments now rather than at run()
+        GearmanWorker(servers, identifier=identifier, namespace=namespace,
+                      max_retries=max_retries).close()
+        for name, fn in (functions or {}).items():
+            self.add_function(name, fn)
+
+    @property
+    def functions(self) -> List[str]:
+        return list(self._functions)
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def jobs_processed(self) -> int:
+        """Jobs handed to functions by finished and running :meth:`run` calls."""
+        return self._jobs + sum(w.jobs_processed for w in list(self._workers))
+
+    def add_function(self, name: str, fn: AnyJobFunction, timeout: int = 0) -> None:
+        """Register ``fn`` as ``name`` (takes effect at the next :meth:`run`)."""
+        if not callable(fn):
+            raise TypeError(f"a job function must be callable, not {type(fn).__name__}")
+        if not isinstance(name, str) or not name:
+            raise ValueError("function name must be a non-empty str")
+        if self._running:
+            raise RuntimeError("add functions before run()")
+        self._functions[name] = (fn, timeout)
+
+    def function(self, name: Optional[str] = None, *, timeout: int = 0) -> Callable[[F], F]:
+        """Decorator: ``@worker.function()`` registers the function under its own name."""
+        if callable(name):
+            raise TypeError("use @worker.function() or @worker.function('name'), with parentheses")
+
+        def register(fn: F) -> F:
+            self.add_function(name if name is not None else fn.__name__, fn, timeout)
+            return fn
+
+        return register
+
+    def _make_worker(self, loop: asyncio.AbstractEventLoop, index: int) -> GearmanWorker:
+        ident = self._identifier
+        if ident is not None and self._concurrency > 1:
+            ident = f"{ident}-{index}"
+        w = GearmanWorker(self._servers, identifier=ident, namespace=self._namespace,
+                          max_retries=self._max_retries)
+        for name, (fn, timeout) in self._functions.items():
+            if _is_async(fn):
+                w.add_function(name, functools.partial(_run_on_loop, cast(AsyncJobFunction, fn), loop), timeout)
+            else:
+                w.add_function(name, cast(SyncJobFunction, fn), timeout)
+        return w
+
+    async def run(self, *, timeout: Optional[float] = None) -> int:
+        """Process jobs until :meth:`stop`, the ``timeout`` (seconds), or cancellation of this
+        coroutine (which stops the worker, lets the jobs in hand finish, then re-raises).
+        Returns the number of jobs processed."""
+        if self._running:
+            raise RuntimeError("this AsyncWorker is already running")
+        if not self._functions:
+            raise RuntimeError("no functions registered: call add_function() first")
+        loop = asyncio.get_running_loop()
+        self._running = True
+        self._workers = [self._make_worker(loop, i) for i in range(self._concurrency)]
+        futs: List[asyncio.Future[int]] = []
+        try:
+            if self._stop_requested:
+                return 0
+            for i, w in enumerate(self._workers):
+                fut: asyncio.Future[int] = loop.create_future()
+                futs.append(fut)
+                threading.Thread(target=_worker_main, args=(w, loop, fut, timeout),
+                                 name=f"pygearman-aioworker-{i}", daemon=True).start()
+            try:
+                await asyncio.wait(futs, return_when=asyncio.FIRST_EXCEPTION)
+            except asyncio.CancelledError:
+                self.stop()
+                await asyncio.wait(futs)   # the jobs in hand may need this loop to finish
+                raise
+            if not all(f.done() for f in futs):   # one failed: stop the others
+                self.stop()
+                await asyncio.wait(futs)
+            for f in futs:
+                exc = f.exception()
+                if exc is not None:
+                    raise exc
+            return sum(f.result() for f in futs)
+        finally:
+            self._jobs += sum(w.jobs_processed for w in self._workers)
+            for w, fut in zip(self._workers, futs):
+                if fut.done():
+                    w.close()
+            self._workers = []
+            self._running = False
+            self._stop_requested = False
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the jobs in hand. Safe from any thread or a signal
+        handler."""
+        self._stop_requested = True
+        for w in list(self._workers):
+            w.stop()
+
+    def __repr__(self) -> str:
+        return f"<AsyncWorker functions={self.functions!r} running={self._running}>"
+
+
+def _worker_main(w: GearmanWorker, loop: asyncio.AbstractEventLoop,
+                 fut: "asyncio.Future[int]", timeout: Optional[float]) -> None:
+    try:
+        n = w.run(timeout=timeout)
+    except BaseException as e:
+        _post(loop, _settle, fut, None, e)
+    else:
+        _post(loop, _settle, fut, n, None)
