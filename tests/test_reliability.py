@@ -15,6 +15,7 @@ hang (tests/test_tasks.py), the admin parser fuzz (tests/test_admin.py).
 from __future__ import annotations
 
 import collections
+import json
 import os
 import queue
 import signal
@@ -247,14 +248,23 @@ class Child:
 
     def signal_and_wait(self, sig: int, within: float) -> Tuple[int, float]:
         """Send sig; returns (returncode, seconds until the process was gone)."""
+        exited = threading.Event()
+        ended = [0.0]
+
+        def reap() -> None:
+            self.proc.wait()            # a blocking waitpid: exact, unlike wait(timeout)'s polling
+            ended[0] = time.monotonic()
+            exited.set()
+
+        waiter = threading.Thread(target=reap, daemon=True)
         t0 = time.monotonic()
         self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(max(within, 10.0))
-        except subprocess.TimeoutExpired:
+        waiter.start()
+        if not exited.wait(max(within, 10.0)):
             pytest.fail(f"child still running 10 s after signal {sig}; stdout {self.seen}, "
                         f"stderr:\n{self.stderr()}")
-        elapsed = time.monotonic() - t0
+        rc = self.proc.returncode
+        elapsed = ended[0] - t0
         self.drain()
         return rc, elapsed
 
@@ -938,3 +948,33 @@ def test_sigterm_stop_finishes_the_job_in_hand(gearmand, fname, child) -> None:
     assert rc == 0, c.stderr()
     assert "STOPPED 1" in c.seen, (c.seen, c.stderr())
     report("sigterm_stop_job_in_hand", job_remaining_s=1.0, exit_after_sigterm_s=took)
+
+
+# =============================================================================================
+# 8. memory: RSS growth after warm-up over many jobs (benchmarks/memory.py), a leak check
+# =============================================================================================
+
+MEMORY_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "memory.py"
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(not MEMORY_SCRIPT.exists(), reason="benchmarks/memory.py is not in this tree")
+def test_rss_does_not_grow_with_jobs() -> None:
+    n = scale(20000, 200000)
+    env = dict(os.environ, PATH=os.environ.get("PATH", "") + ":/usr/sbin")
+    out = subprocess.run([sys.executable, str(MEMORY_SCRIPT), "--n", str(n), "--json"],
+                         capture_output=True, text=True, timeout=230, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    doc = json.loads(out.stdout)
+    slack = 2 * 1024 * 1024
+    over = []
+    for r in doc["results"]:
+        allowed = 0.05 * r["rss_after_warmup"] + slack
+        report(f"memory[{r['mode']}]", jobs=r["jobs"], rss_after_warmup_mib=r["rss_after_warmup"] / 2**20,
+               rss_end_mib=r["rss_end"] / 2**20, growth_mib=r["growth_bytes"] / 2**20,
+               growth_pct=r["growth_pct"], bytes_per_job=r["bytes_per_job"])
+        if r["growth_bytes"] > allowed:
+            over.append((r["mode"], r["growth_bytes"], r["trace"]))
+    assert {r["mode"] for r in doc["results"]} == {"sync", "background", "taskset", "submit_many",
+                                                    "worker"}
+    assert not over, f"RSS grew beyond 5% + 2 MiB after warm-up: {over}"

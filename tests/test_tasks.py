@@ -454,3 +454,28 @@ def test_unique_status_does_not_break_the_next_job(gearmand, client, fname, star
     for _ in range(3):
         assert client.unique_status("nope") == (False, False, 0, 0)
         assert client.do_normal(fn, "abc", timeout=10) == b"abc"
+
+
+def test_worker_clone_keeps_everything(gearmand, fname):
+    fn = fname("cl")
+    with GearmanWorker(gearmand.address, identifier="orig-1", namespace="ns-",
+                       max_retries=7) as w:
+        w.add_function(fn, lambda job: b"cloned", timeout=5)
+        w2 = w.clone()
+    with w2, GearmanClient(gearmand.address, namespace="ns-", timeout=20) as c:
+        assert (w2.identifier, w2.max_retries, w2.functions) == ("orig-1", 7, [fn])
+        c.do_background(fn, "")
+        assert w2.work(timeout=10)
+        assert "orig-1" in gearmand.admin("workers")
+
+
+def test_client_clone_keeps_options(gearmand, fname, start_worker):
+    fn = fname("boom")
+    start_worker(gearmand.address, {fn: boom})
+    with GearmanClient(gearmand.address, timeout=7, identifier="orig-c") as c:
+        c.set_complete_callback(print)
+        c2 = c.clone()
+    with c2:
+        assert (c2.timeout, c2.identifier, c2.servers) == (7, "orig-c", [gearmand.address])
+        with pytest.raises(pygearman.JobException):   # the exceptions option too: no hang
+            c2.do_normal(fn, "x")

@@ -1437,7 +1437,7 @@ cdef class Client:
         """Forget the client-wide task callbacks (set_*_callback)."""
         self._callbacks = {}
 
-    def run_tasks(self, *, timeout=_UNSET, batch=1000):
+    def run_tasks(self, *, timeout=_UNSET, batch=250):
         """Submit every task added with add_task*() (in the order they were added) and wait
         until all have finished. Callbacks run as events arrive. If a callback raises, the run
         stops and the exception propagates; every task keeps the state it had reached."""
@@ -1934,6 +1934,7 @@ cdef bytes _identifier_bytes(object identifier):
 cdef class _Function:
     cdef object func
     cdef str name
+    cdef unsigned int timeout
     cdef PyObject *worker   # borrowed: the worker owns its _Function objects (no cycle)
 
 
@@ -2247,6 +2248,7 @@ cdef class Worker:
             raise ValueError("timeout must be between 0 and 2**32-1 seconds")
         f = _Function.__new__(_Function)
         f.func = function
+        f.timeout = timeout
         f.name = bname.decode("utf-8", "replace")
         f.worker = <PyObject *>self
         self._enter()
@@ -2280,6 +2282,10 @@ cdef class Worker:
             self._retired.append(self._functions.pop(key))
         finally:
             self._busy = False
+
+    def _function_items(self):
+        """[(name, callable, timeout)] of the registered functions (for clone())."""
+        return [(f.name, f.func, f.timeout) for f in self._functions.values()]
 
     def unregister_all(self):
         """Stop taking jobs for every function."""

@@ -254,7 +254,7 @@ class GearmanClient(_libgearman.Client):
     def submit_many(self, function: Name, workloads: Iterable[Workload], *,
                     priority: Priority = Priority.NORMAL,
                     uniques: Optional[Sequence[Optional[Name]]] = None,
-                    timeout: Union[float, None, Any] = _UNSET, batch: int = 1000,
+                    timeout: Union[float, None, Any] = _UNSET, batch: int = 250,
                     return_exceptions: bool = False) -> List[Any]:
         """Run many jobs of one function in parallel and return their results in input order.
 
@@ -271,7 +271,7 @@ class GearmanClient(_libgearman.Client):
                                priority: Priority = Priority.NORMAL,
                                uniques: Optional[Sequence[Optional[Name]]] = None,
                                timeout: Union[float, None, Any] = _UNSET,
-                               batch: int = 1000) -> List[str]:
+                               batch: int = 250) -> List[str]:
         """Queue many background jobs of one function; returns their handles in input order.
         If a batch cannot be submitted, the error's ``results`` attribute holds the handles of
         the jobs that were queued (None for the rest)."""

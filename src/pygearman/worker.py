@@ -34,6 +34,7 @@ class GearmanWorker(_libgearman.Worker):
             from pygearman.client import _refuse_ssl
 
             _refuse_ssl("GearmanWorker")
+        self._namespace = namespace
         for host, port in parse_servers(servers):
             self._add_server(host.encode(), port)
         if namespace:
@@ -56,6 +57,15 @@ class GearmanWorker(_libgearman.Worker):
         """Add job servers: ``"h1:4730,h2:4730"`` or a list."""
         for host, port in parse_servers(servers):
             self._add_server(host.encode(), port)
+
+    def clone(self) -> "GearmanWorker":
+        """A new worker with the same servers, functions, identifier, namespace and retry
+        bound, for another thread (a worker is not thread-safe)."""
+        w = GearmanWorker(self.servers, identifier=self.identifier, namespace=self._namespace,
+                          max_retries=self.max_retries)
+        for name, fn, timeout in self._function_items():
+            w.add_function(name, fn, timeout)
+        return w
 
     def function(self, name: Optional[str] = None, *, timeout: int = 0) -> Callable[[F], F]:
         """Decorator: ``@worker.function("title")`` registers the function (default name: the
