@@ -362,12 +362,12 @@ def test_worker_reregisters_after_gearmand_restart(case: str, gearmand_factory, 
            identifier_back_s=ident_back if ident_back is not None else "not-checked")
 
 
-@pytest.mark.skip(reason="bug: a worker that is busy in a job while gearmand restarts reconnects "
-                         "silently and does not re-send its identifier; `workers` shows '-' for "
-                         "~30 s (until the periodic refresh) -- see RELIABILITY.md")
 @pytest.mark.timeout(60)
 def test_worker_identifier_comes_back_after_restart_while_working(gearmand_factory, fname,
                                                                   runners) -> None:
+    """A worker busy in a job while gearmand restarts reconnects silently (libgearman reports no
+    error), and libgearman never re-sends the identifier: before 405ade8 `workers` showed '-'
+    for ~30 s (until pygearman's periodic refresh)."""
     server = gearmand_factory()
     fn = fname("ident")
     ident = f"rel-busy-{fn[-6:]}"
@@ -536,12 +536,12 @@ def test_job_in_flight_when_server_is_killed_raises_connection_error(api: str, g
         c.close()
 
 
-@pytest.mark.skip(reason="bug: with two servers, a foreground job whose server dies while a worker "
-                         "runs it is silently resubmitted to the other server (it runs twice and "
-                         "do_normal returns the second result) -- see RELIABILITY.md")
 @pytest.mark.timeout(60)
 def test_foreground_job_in_flight_is_not_resubmitted_to_another_server(gearmand_factory, fname,
                                                                        runners) -> None:
+    """A job the server acknowledged may be running: resending it elsewhere would run it twice.
+    Before 405ade8 the client retried it on the next server and do_normal returned the second
+    run's result."""
     a, b = gearmand_factory(), gearmand_factory()
     fn = fname("twice")
     seen = Seen()

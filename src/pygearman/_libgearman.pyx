@@ -2285,7 +2285,11 @@ cdef class Worker:
 
     def _function_items(self):
         """[(name, callable, timeout)] of the registered functions (for clone())."""
-        return [(f.name, f.func, f.timeout) for f in self._functions.values()]
+        cdef _Function f
+        out = []
+        for f in self._functions.values():
+            out.append((f.name, f.func, f.timeout))
+        return out
 
     def unregister_all(self):
         """Stop taking jobs for every function."""
