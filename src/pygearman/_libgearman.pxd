@@ -22,6 +22,12 @@ cdef struct _TaskCtx:
     void *result         # malloc'd by libgearman (gearman_task_take_data); ours to free
     size_t result_len
     bint have_result
+    int kind             # 0 foreground job, 1 background job, 2 status query
+    int rc               # outcome recorded by the callbacks (-1: none yet). Batches run with
+                         # GEARMAN_CLIENT_FREE_TASKS, so the task itself is gone afterwards
+    char handle[64]      # job handle, copied at JOB_CREATED
+    char *exc            # WORK_EXCEPTION text (malloc'd; ours to free)
+    size_t exc_len
     bint skip_next       # we paused run_tasks in a callback; libgearman calls it again on resume
     int wants            # EV_* events that need a Python call
     PyObject *pytask     # the GearmanTask for Python callbacks (borrowed: the run keeps it alive)
@@ -66,7 +72,7 @@ cdef class GearmanTask:
     cdef void _bind(self, _TaskCtx *ctx) noexcept
     cdef object _callback(self, str name)
     cdef int _event(self, gearman_task_st *task, int ev) except -1
-    cdef void _finish(self, gearman_task_st *task, _TaskCtx *ctx) noexcept
+    cdef void _finish(self, _TaskCtx *ctx) noexcept
 
 
 cdef class JobStream:

@@ -10,7 +10,7 @@ from libc.errno cimport EINTR, errno
 from libc.math cimport ceil, isnan
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memchr, memcpy, memset, strlen
+from libc.string cimport memchr, memcpy, memset, strlen, strncpy
 from libc.time cimport time_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport getpid, read
@@ -381,6 +381,72 @@ cdef int _dispatch(gearman_task_st *task, _TaskCtx *ctx, int ev) noexcept with g
     return 1 if ctx.ctl.pause_requested else 0
 
 
+cdef inline void _record(gearman_task_st *task, _TaskCtx *ctx, int ev) noexcept nogil:
+    """Keep what the outcome needs in the context: in batches libgearman frees each task as
+    soon as it finishes (GEARMAN_CLIENT_FREE_TASKS)."""
+    cdef const char *p
+    cdef gearman_string_t e
+    if ev == EV_CREATED:
+        ctx.ctl.created += 1
+        p = gearman_task_job_handle(task)
+        if p != NULL:
+            strncpy(ctx.handle, p, 63)
+            ctx.handle[63] = 0
+        if ctx.kind == 1:          # a background job's outcome is being queued
+            ctx.rc = GEARMAN_SUCCESS
+    elif ev == EV_COMPLETE:
+        ctx.ctl.done += 1
+        if not ctx.have_result:
+            ctx.result = gearman_task_take_data(task, &ctx.result_len)
+            ctx.have_result = True
+        ctx.rc = GEARMAN_SUCCESS
+    elif ev == EV_EXCEPTION:
+        ctx.ctl.done += 1
+        ctx.rc = GEARMAN_WORK_EXCEPTION
+        p = gearman_task_exception(task).c_str
+        ctx.exc_len = gearman_task_exception(task).size
+        if p != NULL and ctx.exc_len and ctx.exc == NULL:
+            ctx.exc = <char *>malloc(ctx.exc_len)
+            if ctx.exc != NULL:
+                memcpy(ctx.exc, p, ctx.exc_len)
+    elif ev == EV_FAIL:
+        ctx.ctl.done += 1
+        ctx.rc = GEARMAN_WORK_FAIL
+    elif ev == EV_STATUS and ctx.kind == 2:
+        ctx.rc = GEARMAN_SUCCESS
+
+
+cdef object _ctx_error(_TaskCtx *ctx, str fname):
+    """The exception for a batch job whose outcome is not success (from its context)."""
+    handle = ctx.handle.decode("utf-8", "replace") or None
+    if ctx.rc == GEARMAN_WORK_EXCEPTION:
+        text = (ctx.exc[:ctx.exc_len].decode("utf-8", "replace") if ctx.exc != NULL
+                else "the worker raised an exception (no message)")
+        return JobException(text, ctx.rc, handle=handle, function=fname)
+    if ctx.rc == GEARMAN_WORK_FAIL:
+        return JobFailed(f"job {fname!r} failed: the worker reported WORK_FAIL", ctx.rc,
+                         handle=handle, function=fname)
+    if ctx.rc < 0:
+        return GearmanError(f"job {fname!r}: no outcome was received")
+    return error_class_for(ctx.rc)(f"job {fname!r}: {strerror(ctx.rc)}", ctx.rc)
+
+
+cdef inline void _ctx_init(_TaskCtx *ctx, _RunCtl *ctl, int kind) noexcept:
+    memset(ctx, 0, sizeof(_TaskCtx))
+    ctx.ctl = ctl
+    ctx.kind = kind
+    ctx.rc = -1
+
+
+cdef inline void _ctx_clear(_TaskCtx *ctx) noexcept:
+    if ctx.result != NULL:
+        free(ctx.result)
+        ctx.result = NULL
+    if ctx.exc != NULL:
+        free(ctx.exc)
+        ctx.exc = NULL
+
+
 cdef inline gearman_return_t _event(gearman_task_st *task, int ev) noexcept nogil:
     """Pausing (GEARMAN_PAUSE) makes run_tasks return with its state kept; libgearman's timeout
     is per poll, so a job that keeps sending status would otherwise never let us check Ctrl-C or
@@ -392,13 +458,7 @@ cdef inline gearman_return_t _event(gearman_task_st *task, int ev) noexcept nogi
     if ctx.skip_next:
         ctx.skip_next = False
         return GEARMAN_SUCCESS
-    if ev == EV_COMPLETE and not ctx.have_result:
-        ctx.result = gearman_task_take_data(task, &ctx.result_len)
-        ctx.have_result = True
-    if ev & (EV_COMPLETE | EV_FAIL | EV_EXCEPTION):
-        ctx.ctl.done += 1
-    elif ev == EV_CREATED:
-        ctx.ctl.created += 1
+    _record(task, ctx, ev)
     if ctx.wants & ev:
         if _dispatch(task, ctx, ev):
             ctx.skip_next = True
@@ -753,8 +813,12 @@ cdef class GearmanTask:
         elif ev == EV_STATUS:
             self._num = gearman_task_numerator(task)
             self._den = gearman_task_denominator(task)
-            self._running = True
-            self._state = "running"
+            if self._status_only:
+                self._known = gearman_task_is_known(task)
+                self._running = gearman_task_is_running(task)
+            else:
+                self._running = True
+                self._state = "running"
             cb = self._callback("status")
         elif ev == EV_COMPLETE:
             ctx = <_TaskCtx *>gearman_task_context(task)
@@ -778,26 +842,17 @@ cdef class GearmanTask:
             cb(self)
         return 0
 
-    cdef void _finish(self, gearman_task_st *task, _TaskCtx *ctx) noexcept:
-        """After run_tasks: copy what the events did not (background handles, submit errors)."""
-        cdef gearman_return_t rc = gearman_task_return(task)
+    cdef void _finish(self, _TaskCtx *ctx) noexcept:
+        """After run_tasks: settle the state from the context (the task itself may be freed)."""
         try:
-            if self._handle is None and gearman_task_job_handle(task) != NULL:
-                h = _text(gearman_task_job_handle(task))
-                if h:
-                    self._handle = h
+            if self._handle is None and ctx.handle[0] != 0:
+                self._handle = ctx.handle.decode("utf-8", "replace")
             if self._state in ("complete", "failed", "exception"):
                 return
-            if rc == GEARMAN_SUCCESS and self._background:
+            if ctx.rc == GEARMAN_SUCCESS:
                 self._state = "complete"
-            elif rc == GEARMAN_SUCCESS and self._status_only:
-                self._known = gearman_task_is_known(task)
-                self._running = gearman_task_is_running(task)
-                self._num = gearman_task_numerator(task)
-                self._den = gearman_task_denominator(task)
-                self._state = "complete"
-            elif rc != GEARMAN_UNKNOWN_STATE and rc != GEARMAN_SUCCESS:
-                self._error = _job_error(task, rc, self.function_name)
+            else:
+                self._error = _ctx_error(ctx, self.function_name)
                 self._state = "error"
         except BaseException as e:
             _defer(e)
@@ -1161,9 +1216,8 @@ cdef class Client:
         cdef GearmanTask t = None
         cdef const char *fnp
         cdef size_t fnn
-        memset(&ctx, 0, sizeof(ctx))
         memset(&ctl, 0, sizeof(ctl))
-        ctx.ctl = &ctl
+        _ctx_init(&ctx, &ctl, 1 if background else 0)
         self._arm(s, deadline)
         if callbacks is not None:
             t = _new_task(self, fn, None, None, priority, background)
@@ -1211,8 +1265,7 @@ cdef class Client:
             raise _client_error(s, rc)
         finally:
             gearman_task_free(task)
-            if ctx.result != NULL:
-                free(ctx.result)
+            _ctx_clear(&ctx)
 
     cdef void _remember(self, str handle, _ServerConn s):
         if len(self._handle_server) > 100000:
@@ -1295,8 +1348,7 @@ cdef class Client:
             if st._ctl == NULL or st._ctx == NULL:
                 raise MemoryError()
             memset(st._ctl, 0, sizeof(_RunCtl))
-            memset(st._ctx, 0, sizeof(_TaskCtx))
-            st._ctx.ctl = st._ctl
+            _ctx_init(st._ctx, st._ctl, 0)
             t._bind(st._ctx)
             if uq is None:
                 _fresh_unique(st._genq)
@@ -1312,8 +1364,7 @@ cdef class Client:
             gearman_task_free(st._gtask)
             st._gtask = NULL
         if st._ctx != NULL:
-            if st._ctx.result != NULL:
-                free(st._ctx.result)
+            _ctx_clear(st._ctx)
             free(st._ctx)
             st._ctx = NULL
         if st._ctl != NULL:
@@ -1372,7 +1423,7 @@ cdef class Client:
                         st._gtask = NULL
                     raise
             if not paused:
-                t._finish(st._gtask, st._ctx)
+                t._finish(st._ctx)
                 self._stream_free(st)
         except BaseException:
             self._stream_free(st)
@@ -1546,39 +1597,36 @@ cdef class Client:
     cdef object _run_chunk(self, _ServerConn s, list chunk, double deadline):
         cdef Py_ssize_t n = len(chunk), i
         cdef _TaskCtx *ctxs
-        cdef gearman_task_st **gts
+        cdef gearman_task_st *gt
         cdef _RunCtl ctl
         cdef GearmanTask t
         cdef gearman_return_t rc
         cdef char genq[33]
         cdef const char *uq
         cdef const char *wp
-        cdef bint any_known = False
+        cdef bint ran = False
         memset(&ctl, 0, sizeof(ctl))
         self._arm(s, deadline)
         ctxs = <_TaskCtx *>malloc(n * sizeof(_TaskCtx))
-        gts = <gearman_task_st **>malloc(n * sizeof(gearman_task_st *))
-        if ctxs == NULL or gts == NULL:
-            free(ctxs)
-            free(gts)
+        if ctxs == NULL:
             raise MemoryError()
-        memset(ctxs, 0, n * sizeof(_TaskCtx))
-        memset(gts, 0, n * sizeof(gearman_task_st *))
+        for i in range(n):
+            t = chunk[i]
+            _ctx_init(&ctxs[i], &ctl, 2 if t._status_only else (1 if t._background else 0))
         try:
             # libgearman 1.1.20 prepends new tasks and sends from the head (LIFO, gearmand #319):
             # adding in reverse puts them on the wire in the order the user added them.
             for i in range(n - 1, -1, -1):
                 t = chunk[i]
-                ctxs[i].ctl = &ctl
                 t._bind(&ctxs[i])
                 if t._status_only:
                     if t._handle is not None:
-                        gts[i] = gearman_client_add_task_status(s.c, NULL, &ctxs[i],
-                                                                 t._handle.encode(), &rc)
+                        gt = gearman_client_add_task_status(s.c, NULL, &ctxs[i],
+                                                            t._handle.encode(), &rc)
                     else:
-                        gts[i] = gearman_client_add_task_status_by_unique(s.c, NULL, t._uq, &rc)
-                        if gts[i] != NULL:
-                            gearman_task_set_context(gts[i], &ctxs[i])
+                        gt = gearman_client_add_task_status_by_unique(s.c, NULL, t._uq, &rc)
+                        if gt != NULL:
+                            gearman_task_set_context(gt, &ctxs[i])
                 else:
                     if t._uq is not None:
                         uq = PyBytes_AS_STRING(t._uq)
@@ -1586,32 +1634,29 @@ cdef class Client:
                         _fresh_unique(genq)
                         uq = genq
                     wp = PyBytes_AS_STRING(t._workload) if PyBytes_GET_SIZE(t._workload) else NULL
-                    gts[i] = _add(s.c, t._priority, t._background, &ctxs[i], PyBytes_AS_STRING(t._fn),
-                                  uq, wp, PyBytes_GET_SIZE(t._workload), &rc)
-                if gts[i] == NULL:
-                    raise _client_error(s, rc)
+                    gt = _add(s.c, t._priority, t._background, &ctxs[i], PyBytes_AS_STRING(t._fn),
+                              uq, wp, PyBytes_GET_SIZE(t._workload), &rc)
+                if gt == NULL:
+                    err = _client_error(s, rc)
+                    s.reset()      # frees the tasks added so far with the handle
+                    raise err
                 t._state = "queued"
-            try:
-                self._run(s, &ctl, deadline, False)
-            except _Stale:
-                raise
-            except BaseException:
-                if s.c == NULL:     # reset() freed the handle and every task with it
-                    memset(gts, 0, n * sizeof(gearman_task_st *))
-                raise
+            # libgearman frees each task as it finishes: its reply is matched against the tasks
+            # still in flight only, not against every finished one (O(n) instead of O(n^2)).
+            gearman_client_add_options(s.c, GEARMAN_CLIENT_FREE_TASKS)
+            self._run(s, &ctl, deadline, False)
+            ran = True
+            gearman_client_remove_options(s.c, GEARMAN_CLIENT_FREE_TASKS)
             for i in range(n):
                 t = chunk[i]
-                t._finish(gts[i], &ctxs[i])
+                t._finish(&ctxs[i])
                 if t._background and t._handle and len(self._conns) > 1:
                     self._remember(t._handle, s)
         finally:
+            # after an error _run() has reset the connection, which freed the unfinished tasks
             for i in range(n):
-                if gts[i] != NULL and s.c != NULL:
-                    gearman_task_free(gts[i])
-                if ctxs[i].result != NULL:
-                    free(ctxs[i].result)
+                _ctx_clear(&ctxs[i])
             free(ctxs)
-            free(gts)
         return None
 
     # -- batches in C ------------------------------------------------------------------------
@@ -1687,7 +1732,7 @@ cdef class Client:
                           double deadline, list out):
         cdef Py_ssize_t n = stop - start, i, j
         cdef _TaskCtx *ctxs
-        cdef gearman_task_st **gts
+        cdef gearman_task_st *gt
         cdef char *genq
         cdef _RunCtl ctl
         cdef gearman_return_t rc
@@ -1699,19 +1744,16 @@ cdef class Client:
         memset(&ctl, 0, sizeof(ctl))
         self._arm(s, deadline)
         ctxs = <_TaskCtx *>malloc(n * sizeof(_TaskCtx))
-        gts = <gearman_task_st **>malloc(n * sizeof(gearman_task_st *))
         genq = <char *>malloc(n * 33)
-        if ctxs == NULL or gts == NULL or genq == NULL:
+        if ctxs == NULL or genq == NULL:
             free(ctxs)
-            free(gts)
             free(genq)
             raise MemoryError()
-        memset(ctxs, 0, n * sizeof(_TaskCtx))
-        memset(gts, 0, n * sizeof(gearman_task_st *))
+        for j in range(n):
+            _ctx_init(&ctxs[j], &ctl, 1 if background else 0)
         try:
             for j in range(n - 1, -1, -1):   # reverse: FIFO on the wire (see _run_chunk)
                 i = start + j
-                ctxs[j].ctl = &ctl
                 w = enc[i] if enc[i] is not None else items[i]
                 wn = PyBytes_GET_SIZE(w)
                 wp = PyBytes_AS_STRING(w) if wn else NULL
@@ -1720,40 +1762,37 @@ cdef class Client:
                 else:
                     _fresh_unique(genq + 33 * j)
                     uq = genq + 33 * j
-                gts[j] = _add(s.c, priority, background, &ctxs[j], fnp, uq, wp, wn, &rc)
-                if gts[j] == NULL:
-                    raise _client_error(s, rc)
-            try:
-                self._run(s, &ctl, deadline, False)
-            except BaseException:
-                if s.c == NULL:
-                    memset(gts, 0, n * sizeof(gearman_task_st *))
-                raise
-            name = fn.decode("utf-8", "replace")
+                gt = _add(s.c, priority, background, &ctxs[j], fnp, uq, wp, wn, &rc)
+                if gt == NULL:
+                    err = _client_error(s, rc)
+                    s.reset()      # frees the tasks added so far with the handle
+                    raise err
+            # libgearman frees each task as it finishes (O(n) reply matching, see _run_chunk)
+            gearman_client_add_options(s.c, GEARMAN_CLIENT_FREE_TASKS)
+            self._run(s, &ctl, deadline, False)
+            gearman_client_remove_options(s.c, GEARMAN_CLIENT_FREE_TASKS)
+            name = None
             for j in range(n):
-                rc = gearman_task_return(gts[j])
-                if rc == GEARMAN_SUCCESS:
+                if ctxs[j].rc == GEARMAN_SUCCESS:
                     if background:
-                        out[start + j] = _text(gearman_task_job_handle(gts[j]))
+                        out[start + j] = ctxs[j].handle.decode("ascii", "replace")
                     elif ctxs[j].result != NULL:
                         out[start + j] = PyBytes_FromStringAndSize(<char *>ctxs[j].result,
                                                                    ctxs[j].result_len)
                     else:
                         out[start + j] = b""
                 else:
-                    out[start + j] = _job_error(gts[j], rc, name)
+                    if name is None:
+                        name = fn.decode("utf-8", "replace")
+                    out[start + j] = _ctx_error(&ctxs[j], name)
             if background and len(self._conns) > 1:
                 for j in range(n):
                     if isinstance(out[start + j], str):
                         self._remember(out[start + j], s)
         finally:
             for j in range(n):
-                if gts[j] != NULL and s.c != NULL:
-                    gearman_task_free(gts[j])
-                if ctxs[j].result != NULL:
-                    free(ctxs[j].result)
+                _ctx_clear(&ctxs[j])
             free(ctxs)
-            free(gts)
             free(genq)
         return None
 
@@ -1826,9 +1865,8 @@ cdef class Client:
         cdef gearman_return_t rc
         cdef _TaskCtx ctx
         cdef _RunCtl ctl
-        memset(&ctx, 0, sizeof(ctx))
         memset(&ctl, 0, sizeof(ctl))
-        ctx.ctl = &ctl
+        _ctx_init(&ctx, &ctl, 2)
         s.ensure(self)
         task = gearman_client_add_task_status_by_unique(s.c, NULL, uq, &rc)
         if task == NULL:

@@ -55,6 +55,8 @@ Timeout = Union[float, None, Any]
 _UNSET: Any = _libgearman.UNSET
 Result = Union[bytes, bytearray, memoryview, str, None]
 AsyncJobFunction = Callable[["AsyncJob"], Awaitable[Result]]
+ChunkCallback = Callable[[bytes], Any]
+StatusCallback = Callable[[int, int], Any]
 SyncJobFunction = Callable[[GearmanJob], Result]
 AnyJobFunction = Union[AsyncJobFunction, SyncJobFunction]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -289,30 +291,51 @@ class AsyncClient:
     async def submit(self, function: Name, workload: Workload = ..., *,
                      priority: Priority = ..., background: Literal[False] = ...,
                      unique: Optional[Name] = ..., timeout: Timeout = ...,
-                     when: Optional[When] = ...) -> bytes: ...
+                     when: Optional[When] = ..., on_data: Optional[ChunkCallback] = ...,
+                     on_warning: Optional[ChunkCallback] = ...,
+                     on_status: Optional[StatusCallback] = ...) -> bytes: ...
 
     @overload
     async def submit(self, function: Name, workload: Workload = ..., *,
                      priority: Priority = ..., background: Literal[True],
                      unique: Optional[Name] = ..., timeout: Timeout = ...,
-                     when: Optional[When] = ...) -> str: ...
+                     when: Optional[When] = ..., on_data: Optional[ChunkCallback] = ...,
+                     on_warning: Optional[ChunkCallback] = ...,
+                     on_status: Optional[StatusCallback] = ...) -> str: ...
 
     @overload
     async def submit(self, function: Name, workload: Workload = ..., *,
                      priority: Priority = ..., background: bool,
                      unique: Optional[Name] = ..., timeout: Timeout = ...,
-                     when: Optional[When] = ...) -> Union[bytes, str]: ...
+                     when: Optional[When] = ..., on_data: Optional[ChunkCallback] = ...,
+                     on_warning: Optional[ChunkCallback] = ...,
+                     on_status: Optional[StatusCallback] = ...) -> Union[bytes, str]: ...
 
     async def submit(self, function: Name, workload: Workload = b"", *,
                      priority: Priority = Priority.NORMAL, background: bool = False,
                      unique: Optional[Name] = None, timeout: Timeout = _UNSET,
-                     when: Optional[When] = None) -> Union[bytes, str]:
+                     when: Optional[When] = None, on_data: Optional[ChunkCallback] = None,
+                     on_warning: Optional[ChunkCallback] = None,
+                     on_status: Optional[StatusCallback] = None) -> Union[bytes, str]:
         """Submit a job: foreground returns its result (bytes), background its handle (str).
+        ``on_data(chunk)``, ``on_warning(chunk)`` and ``on_status(numerator, denominator)``
+        (foreground only) are called in the event loop's thread as the worker reports.
         Raises what :meth:`GearmanClient.submit` raises (JobException, JobFailed,
         GearmanTimeoutError, GearmanConnectionError)."""
         self._check_open()
+        loop = asyncio.get_running_loop()
+
+        def on_loop(cb: Optional[Callable[..., Any]]) -> Optional[Callable[..., Any]]:
+            if cb is None:
+                return None
+            if not callable(cb):
+                raise TypeError(f"callbacks must be callable, not {type(cb).__name__}")
+            return lambda *a: _post(loop, cb, *a)
+
+        callbacks = (on_loop(on_data), on_loop(on_warning), on_loop(on_status))
         return await self._call(functools.partial(
-            _do_submit, function, workload, priority, background, unique, timeout, when))
+            _do_submit, function, workload, priority, background, unique, timeout, when,
+            callbacks))
 
     async def submit_background(self, function: Name, workload: Workload = b"", *,
                                 priority: Priority = Priority.NORMAL,
@@ -321,7 +344,8 @@ class AsyncClient:
         """Queue a background job; returns its handle once the server has it."""
         self._check_open()
         result = await self._call(functools.partial(
-            _do_submit, function, workload, priority, True, unique, timeout, when))
+            _do_submit, function, workload, priority, True, unique, timeout, when,
+            (None, None, None)))
         assert isinstance(result, str)
         return result
 
@@ -407,9 +431,12 @@ class AsyncClient:
 
 def _do_submit(function: Name, workload: Workload, priority: Priority, background: bool,
                unique: Optional[Name], timeout: Timeout, when: Optional[When],
+               callbacks: Tuple[Optional[Callable[..., Any]], ...],
                client: GearmanClient) -> Union[bytes, str]:
+    on_data, on_warning, on_status = callbacks
     return client.submit(function, workload, priority=priority, background=background,
-                         unique=unique, timeout=timeout, when=when)
+                         unique=unique, timeout=timeout, when=when, on_data=on_data,
+                         on_warning=on_warning, on_status=on_status)
 
 
 # -- task sets ----------------------------------------------------------------------------------
