@@ -152,6 +152,7 @@ cdef class Worker:
     cdef bint _probed              # every server answered our probe like a Gearman server
     cdef bint _bufs_done           # socket buffers enlarged since the last (re)connect
     cdef int _apply_identifier(self) except -1
+    cdef int _probe_all(self) except -1
     cdef int _backoff_sleep(self, double seconds) except -1
     cdef int _enter(self) except -1
     cdef void _drain_wakeup(self) noexcept

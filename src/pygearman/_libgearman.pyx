@@ -561,6 +561,7 @@ cdef class _ServerConn:
             gearman_client_free(self.c)
             self.c = NULL
         self.armed = False
+        self.probed = False     # whatever listens there now gets looked at again
 
     @property
     def address(self):
@@ -657,6 +658,14 @@ cdef object _job_error(gearman_task_st *task, gearman_return_t rc, str fname):
                          handle=handle, function=fname)
     msg = _clean(_text(gearman_task_error(task))) or strerror(rc)
     return error_class_for(rc)(f"job {fname!r}: {msg}", rc)
+
+
+cdef int _check_batch(object batch) except -1:
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise TypeError(f"batch must be an int, not {type(batch).__name__}")
+    if not 1 <= batch <= 1000000:
+        raise ValueError(f"batch must be between 1 and 1000000, got {batch}")
+    return 0
 
 
 cdef int _check_priority(int priority) except -1:
@@ -1493,8 +1502,7 @@ cdef class Client:
         until all have finished. Callbacks run as events arrive. If a callback raises, the run
         stops and the exception propagates; every task keeps the state it had reached."""
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError("batch must be a positive int")
+        _check_batch(batch)
         self._enter()
         tasks = self._pending
         self._pending = []
@@ -1662,17 +1670,16 @@ cdef class Client:
     # -- batches in C ------------------------------------------------------------------------
 
     def _submit_many(self, function, workloads, uniques, int priority, bint background,
-                     timeout, int batch, bint return_exceptions):
+                     timeout, batch, bint return_exceptions):
         """Submit many jobs of one function, in batches run entirely in C; results (or handles)
         in input order."""
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
         cdef bytes fn = _name_bytes(function, "function name")
         cdef Py_ssize_t n, i
         cdef list items, uqs, out
+        _check_batch(batch)
         _check_priority(priority)
         self._check_fn_len(fn)
-        if isinstance(batch, bool) or batch < 1:
-            raise ValueError("batch must be a positive int")
         if isinstance(workloads, (bytes, str, bytearray, memoryview)):
             raise TypeError("workloads must be an iterable of workloads, not a single workload")
         items = list(workloads)
@@ -2459,14 +2466,11 @@ cdef class Worker:
                 raise RuntimeError("no functions registered: call add_function() first")
             if not self._servers:
                 raise ValueError("no job servers: add one with add_server()")
-            if not self._probed:
-                known = True
-                for host, port in self._servers:
-                    known = _probe(host, port, f"{host.decode()}:{port}") and known
-                self._probed = known
             while True:
                 if self._stop_requested:
                     break
+                if not self._probed:
+                    self._probe_all()
                 gearman_worker_set_timeout(self._w, _slice_ms(deadline))
                 with nogil:
                     rc = gearman_worker_work(self._w)
@@ -2500,6 +2504,7 @@ cdef class Worker:
                     break
                 elif rc in (GEARMAN_COULD_NOT_CONNECT, GEARMAN_LOST_CONNECTION, GEARMAN_NO_ACTIVE_FDS,
                             GEARMAN_NOT_CONNECTED, GEARMAN_ERRNO, GEARMAN_GETADDRINFO):
+                    self._probed = False    # look at whatever answers there next
                     if not warned:
                         _log.warning("worker: %s; retrying with backoff",
                                      _clean(_text(gearman_worker_error(self._w))) or strerror(rc))
@@ -2540,6 +2545,13 @@ cdef class Worker:
         wid.write_fd = self._write_fd
         gearman_kill(wid, GEARMAN_INTERRUPT)
 
+    cdef int _probe_all(self) except -1:
+        known = True
+        for host, port in self._servers:
+            known = _probe(host, port, f"{host.decode()}:{port}") and known
+        self._probed = known
+        return 0
+
     def echo(self, data=b"ping"):
         """Check each job server answers (ECHO)."""
         cdef object keep = None
@@ -2551,6 +2563,8 @@ cdef class Worker:
                 raise ValueError("echo data must not be empty")
             self._enter()
             try:
+                if not self._probed:
+                    self._probe_all()
                 with nogil:
                     rc = gearman_worker_echo(self._w, p.ptr, p.size)
                 if rc != GEARMAN_SUCCESS:

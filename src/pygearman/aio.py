@@ -83,14 +83,16 @@ def _settle(fut: "asyncio.Future[Any]", result: Any, exc: Optional[BaseException
 # -- a pool of threads, each with its own client ------------------------------------------------
 
 class _ClientPool:
-    """Daemon threads, each owning one clone of ``template``; calls queue when all are busy.
+    """Daemon threads, each owning one client made by ``factory``; calls queue when all are
+    busy.
 
     Daemon threads because a call without a deadline may block for as long as its job runs, and
     that must not keep the interpreter from exiting. Idle threads exit after ``idle_timeout``.
     """
 
-    def __init__(self, template: GearmanClient, max_workers: int, idle_timeout: float) -> None:
-        self._template = template
+    def __init__(self, factory: Callable[[], GearmanClient], max_workers: int,
+                 idle_timeout: float) -> None:
+        self._factory = factory
         self._max = max_workers
         self._idle_timeout = idle_timeout
         self._cond = threading.Condition()
@@ -159,7 +161,7 @@ class _ClientPool:
                         continue          # cancelled before it started: never sent
                     try:
                         if client is None:
-                            client = self._template.clone()
+                            client = self._factory()
                         result = fn(client)
                     except BaseException as e:
                         fut.set_exception(e)
@@ -205,10 +207,14 @@ class AsyncClient:
             raise ValueError(f"max_workers must be an int >= 1, got {max_workers!r}")
         if not isinstance(idle_timeout, (int, float)) or not idle_timeout > 0:
             raise ValueError(f"idle_timeout must be a number > 0, got {idle_timeout!r}")
-        # validates every argument now; never used for I/O (each thread uses a clone)
-        self._template = GearmanClient(servers, timeout=timeout, namespace=namespace,
-                                       identifier=identifier)
-        self._pool = _ClientPool(self._template, max_workers, float(idle_timeout))
+        # checks every argument now; each pool thread then makes its own client alike
+        with GearmanClient(servers, timeout=timeout, namespace=namespace,
+                           identifier=identifier) as probe:
+            self._servers = probe.servers
+            self._timeout = probe.timeout
+        self._pool = _ClientPool(functools.partial(
+            GearmanClient, list(self._servers), timeout=timeout, namespace=namespace,
+            identifier=identifier), max_workers, float(idle_timeout))
         self._abandoned = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -217,11 +223,11 @@ class AsyncClient:
 
     @property
     def servers(self) -> List[str]:
-        return self._template.servers
+        return list(self._servers)
 
     @property
     def timeout(self) -> Optional[float]:
-        return self._template.timeout
+        return self._timeout
 
     @property
     def closed(self) -> bool:
@@ -415,7 +421,6 @@ class AsyncClient:
             return
         self._closed = True
         self._pool.shutdown()
-        self._template.close()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
