@@ -978,3 +978,231 @@ def test_rss_does_not_grow_with_jobs() -> None:
     assert {r["mode"] for r in doc["results"]} == {"sync", "background", "taskset", "submit_many",
                                                     "worker"}
     assert not over, f"RSS grew beyond 5% + 2 MiB after warm-up: {over}"
+
+
+# =============================================================================================
+# 9. bad input and bad peers (the rest of the catalogue is in tests/test_errors.py)
+# =============================================================================================
+
+class TextServer:
+    """A TCP server that is not Gearman: it answers anything with one fixed text reply."""
+
+    def __init__(self, reply: bytes, port: int = 0) -> None:
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.connections = 0
+        self._closed = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.settimeout(5)
+                if conn.recv(65536):
+                    conn.sendall(self.reply)
+                    time.sleep(0.5)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        self.sock.close()
+
+
+NOT_GEARMAN_CHILD = """\
+import sys
+import pygearman
+addr = sys.argv[1]
+
+def attempt(name, call):
+    try:
+        call()
+        print(name, "NO-ERROR", flush=True)
+    except pygearman.GearmanError as e:
+        print(name, "RAISED", type(e).__name__, str(e).replace("\\n", " ")[:200], flush=True)
+    except Exception as e:
+        print(name, "OTHER", type(e).__name__, e, flush=True)
+
+c = pygearman.GearmanClient(addr, timeout=5)
+attempt("do_normal", lambda: c.do_normal("f", "x"))
+attempt("do_background", lambda: c.do_background("f", "x"))
+attempt("submit_background_many", lambda: c.submit_background_many("f", ["a", "b"]))
+def tasks():
+    c.add_task("f", "x")
+    for t in c.run_tasks():
+        if t.error is not None:
+            raise t.error
+attempt("run_tasks", tasks)
+attempt("echo", lambda: c.echo())
+attempt("job_status", lambda: c.job_status("H:x:1"))
+w = pygearman.GearmanWorker(addr)
+w.add_function("f", lambda job: b"")
+attempt("worker.work", lambda: w.work(timeout=3))
+if "--worker-echo" in sys.argv:
+    attempt("worker.echo", lambda: w.echo())
+print("DONE", flush=True)
+"""
+
+NOT_GEARMAN_CALLS = ["do_normal", "do_background", "submit_background_many", "run_tasks", "echo",
+                     "job_status", "worker.work"]
+
+
+def _has_peer_guard() -> bool:
+    from pygearman import _servers
+    return hasattr(_servers, "probe_gearman")
+
+
+NOT_GEARMAN_REPLIES = [b"HTTP/1.0 400 Bad Request\r\n\r\n", b"HELLO\n", b"-ERR unknown\r\n"]
+NOT_GEARMAN_IDS = ["http", "one-word-line", "redis-like"]
+
+
+def _run_against_text_server(reply: bytes, tmp_path: Path, *extra: str) -> Dict[str, str]:
+    srv = TextServer(reply)
+    try:
+        script = tmp_path / "not_gearman.py"
+        script.write_text(NOT_GEARMAN_CHILD)
+        out = subprocess.run([sys.executable, str(script), srv.address, *extra], capture_output=True,
+                             text=True, timeout=50)
+    finally:
+        srv.close()
+    assert out.returncode >= 0, (f"the child died from signal {-out.returncode} after "
+                                 f"{out.stdout!r}; stderr: {out.stderr[-2000:]}")
+    assert out.returncode == 0 and "DONE" in out.stdout, (out.stdout, out.stderr[-2000:])
+    return dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not _has_peer_guard(), reason="awaiting guard")
+@pytest.mark.parametrize("reply", NOT_GEARMAN_REPLIES, ids=NOT_GEARMAN_IDS)
+def test_non_gearman_server_raises_instead_of_crashing(reply: bytes, tmp_path: Path) -> None:
+    """libgearman 1.1.20 segfaults on a text reply (BRIEFING §2.2): the child must survive and
+    every call must raise a clear pygearman error (ProtocolError: "not a Gearman job server")."""
+    lines = _run_against_text_server(reply, tmp_path)
+    for call in NOT_GEARMAN_CALLS:
+        assert lines.get(call, "").startswith("RAISED ProtocolError"), (call, lines)
+        assert "not a Gearman job server" in lines[call], lines[call]
+    report(f"not_gearman[{reply[:12]!r}]", calls=len(NOT_GEARMAN_CALLS), exception="ProtocolError")
+
+
+@pytest.mark.skip(reason="bug: GearmanWorker.echo() skips the non-Gearman guard: SIGSEGV on a "
+                         "one-word text reply, InvalidArgumentError (TOO_MANY_ARGS) on an HTTP "
+                         "reply -- see RELIABILITY.md")
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("reply", NOT_GEARMAN_REPLIES, ids=NOT_GEARMAN_IDS)
+def test_worker_echo_against_non_gearman_server(reply: bytes, tmp_path: Path) -> None:
+    lines = _run_against_text_server(reply, tmp_path, "--worker-echo")
+    assert lines.get("worker.echo", "").startswith("RAISED ProtocolError"), lines
+
+
+SWAPPED_PEER_CHILD = """\
+import socket, sys, threading, time
+import pygearman
+from pygearman.testing import GearmandServer
+which = sys.argv[1]
+server = GearmandServer().start()
+if which == "client":
+    c = pygearman.GearmanClient(server.address, timeout=5)
+    c.do_background("f", "x")
+else:
+    w = pygearman.GearmanWorker(server.address)
+    w.add_function("f", lambda job: b"")
+    w.work(timeout=0.5)
+print("TALKED-TO-GEARMAND", flush=True)
+port = server.port
+server.kill()
+# something else takes the port (a restart as another service, a proxy's error page, ...)
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port))
+srv.listen(16)
+def serve():
+    while True:
+        conn, _ = srv.accept()
+        try:
+            conn.settimeout(5)
+            conn.recv(4096)
+            conn.sendall(b"HELLO\\n")
+        except OSError:
+            pass
+threading.Thread(target=serve, daemon=True).start()
+try:
+    if which == "client":
+        c.do_background("f", "x")
+    else:
+        w.work(timeout=3)
+    print("NO-ERROR", flush=True)
+except pygearman.GearmanError as e:
+    print("RAISED", type(e).__name__, flush=True)
+server.cleanup()
+"""
+
+
+@pytest.mark.skip(reason="bug: the non-Gearman guard probes a server only once; when a peer that "
+                         "passed the probe is later replaced by a text-speaking service on the same "
+                         "port, libgearman still segfaults (child exits -11) -- see RELIABILITY.md")
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("which", ["client", "worker"])
+def test_peer_that_turns_into_a_text_server_does_not_crash(which: str, tmp_path: Path) -> None:
+    script = tmp_path / "swapped.py"
+    script.write_text(SWAPPED_PEER_CHILD)
+    env = dict(os.environ, PATH=os.environ.get("PATH", "") + ":/usr/sbin")
+    out = subprocess.run([sys.executable, str(script), which], capture_output=True, text=True,
+                         timeout=50, env=env)
+    assert "TALKED-TO-GEARMAND" in out.stdout, out.stderr[-2000:]
+    assert out.returncode >= 0, f"the child died from signal {-out.returncode}: {out.stdout!r}"
+    assert "RAISED" in out.stdout, (out.stdout, out.stderr[-2000:])
+
+
+PAYLOAD_SIZES = [0, 1, 64 * 1024, 1024 * 1024, 16 * 1024 * 1024]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("size", PAYLOAD_SIZES, ids=["0B", "1B", "64KiB", "1MiB", "16MiB"])
+def test_payload_sizes_round_trip(size: int, gearmand, fname, start_worker) -> None:
+    fn, bg = fname("size"), fname("size_bg")
+    got_bg: "queue.Queue[bytes]" = queue.Queue()
+    start_worker(gearmand.address, {fn: lambda job: job.workload,
+                                    bg: lambda job: got_bg.put(bytes(job.workload))})
+    data = os.urandom(size)
+    with GearmanClient(gearmand.address, timeout=100) as c:
+        t0 = time.monotonic()
+        assert c.do_normal(fn, data) == data
+        rtt = time.monotonic() - t0
+        assert c.do_normal(fn, bytearray(data)) == data
+        assert c.do_normal(fn, memoryview(data)) == data
+        t = c.add_task(fn, data)
+        c.run_tasks()
+        assert t.result == data
+        assert c.submit_many(fn, [data, data]) == [data, data]
+        c.do_background(bg, data)
+        assert got_bg.get(timeout=60) == data
+    report(f"payload[{size}]", do_normal_round_trip_s=rtt)
+
+
+# =============================================================================================
+# 11. TLS: refused (libgearman 1.1.20 from Debian has no TLS and would talk plaintext)
+# =============================================================================================
+
+@pytest.mark.skipif(not hasattr(pygearman, "has"), reason="pygearman.has() not there yet")
+def test_ssl_true_is_refused_with_advice() -> None:
+    if pygearman.has("ssl"):
+        pytest.skip("this libgearman has TLS")
+    for cls in (GearmanClient, GearmanWorker):
+        with pytest.raises(pygearman.NotSupportedError) as info:
+            cls("127.0.0.1:1", ssl=True)  # type: ignore[call-arg]
+        msg = str(info.value)
+        assert "TLS" in msg and "stunnel" in msg, msg

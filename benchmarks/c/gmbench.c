@@ -9,12 +9,14 @@
  *     bg_batch_uniq  the same with our own uniques
  *     rt             N x gearman_client_do (sequential round trips; latency percentiles)
  *     taskset        add_task x BATCH + run_tasks + task_free_all, repeated, results counted
+ *     many           n/a here (exit 3): pygearman's submit_many has no C counterpart beyond taskset
  *   gmbench worker MODE HOST PORT FUNCTION N
  *     echo           v2 echo function, forever (the harness kills it)
  *     drain          v2 echo function, exits after N jobs (times itself)
  *   gmbench version
  *
- * Prints one JSON line on stdout: {"n":..,"ok":..,"elapsed":s,"cpu":s,...}; exit 0 when ok == n.
+ * Prints one JSON line on stdout: {"n":..,"ok":..,"elapsed":s,"cpu":s,...}; exit 0 when ok == n,
+ * 3 with {"na": reason} for a mode this library has no API for.
  * The timed region starts after setup (client created, server added, options set). */
 #include <libgearman-1.0/gearman.h>
 #include <stdio.h>
@@ -79,6 +81,10 @@ static gearman_return_t on_fail(gearman_task_st *task) {
 
 static int client_main(const char *mode, const char *host, int port, const char *fn, long n,
                        size_t size, long batch) {
+  if (!strcmp(mode, "many")) {
+    printf("{\"na\": \"no call beyond add_task+run_tasks (that is W3-tasks)\"}\n");
+    return 3;
+  }
   gearman_client_st *c = gearman_client_create(NULL);
   if (!c) { fprintf(stderr, "gearman_client_create failed\n"); return 2; }
   if (gearman_failed(gearman_client_add_server(c, host, (in_port_t)port))) {

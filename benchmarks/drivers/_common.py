@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-CLIENT_MODES = ("bg_loop", "bg_loop_uniq", "bg_batch", "bg_batch_uniq", "rt", "taskset")
+CLIENT_MODES = ("bg_loop", "bg_loop_uniq", "bg_batch", "bg_batch_uniq", "rt", "taskset", "many")
 WORKER_MODES = ("echo", "drain")
 EXIT_NA = 3
 

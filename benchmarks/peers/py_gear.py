@@ -87,6 +87,8 @@ def _ok(job: Any, size: int) -> bool:
 
 
 def client(a: Args) -> None:
+    if a.mode == "many":
+        not_available("no batch call (W3-tasks submits job by job)")
     if a.mode in ("bg_batch", "bg_batch_uniq"):
         not_available("gear has no pipelined submit (submitJob waits for JOB_CREATED per job)")
     c = _Client()

@@ -26,7 +26,7 @@ from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "drivers"))
 import _common  # noqa: E402
-from _common import Args, Timer, finish  # noqa: E402
+from _common import Args, Timer, finish, not_available  # noqa: E402
 
 try:
     import gearman
@@ -46,6 +46,8 @@ def version() -> Dict[str, Any]:
 
 
 def client(a: Args) -> None:
+    if a.mode == "many":
+        not_available("submit_multiple_jobs is already its task-set call (W3-tasks)")
     c = gearman.GearmanClient([a.address])
     p = _common.payload(a.size)
     fn = a.function

@@ -2,11 +2,12 @@
 // The PHP-extension (pecl gearman) driver of the pygearman benchmarks; see benchmarks/README.md.
 //
 //   php gmbench.php client MODE HOST PORT FUNCTION N SIZE [BATCH]
-//       bg_loop | bg_loop_uniq | bg_batch | bg_batch_uniq | rt | taskset
+//       bg_loop | bg_loop_uniq | bg_batch | bg_batch_uniq | rt | taskset | many (n/a: exit 3)
 //   php gmbench.php worker MODE HOST PORT FUNCTION N        (echo | drain)
 //   php gmbench.php version
 //
-// Prints one JSON line: {"n":..,"ok":..,"elapsed":s,"cpu":s,...}; exits 0 when ok == n.
+// Prints one JSON line: {"n":..,"ok":..,"elapsed":s,"cpu":s,...}; exits 0 when ok == n,
+// 3 with {"na": reason} for a mode the extension has no API for.
 
 function cpu_s(): float {
     $r = getrusage();
@@ -48,6 +49,10 @@ if ($role === "client") {
     $size = (int)($argv[7] ?? 64);
     $batch = (int)($argv[8] ?? 1000);
     if ($batch <= 0) $batch = 1000;
+    if ($mode === "many") {
+        emit(["na" => "no call beyond addTask+runTasks (that is W3-tasks)"]);
+        exit(3);
+    }
     $payload = make_payload($size);
     $c = new GearmanClient();
     $c->addServer($host, $port);   // also negotiates the "exceptions" option (a round trip)
