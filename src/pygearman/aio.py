@@ -380,25 +380,28 @@ class AsyncClient:
     async def submit_many(self, function: Name, workloads: Iterable[Workload], *,
                           priority: Priority = Priority.NORMAL,
                           uniques: Optional[Sequence[Optional[Name]]] = None,
-                          timeout: Timeout = _UNSET, batch: int = 1000,
+                          timeout: Timeout = _UNSET, batch: Optional[int] = None,
                           return_exceptions: bool = False) -> List[Any]:
         """Run many jobs of one function (in one thread, pipelined in C); results in input
-        order. See :meth:`GearmanClient.submit_many`."""
+        order. See :meth:`GearmanClient.submit_many` (``batch=None``: its default)."""
         self._check_open()
         items = list(workloads)
+        extra: Dict[str, Any] = {} if batch is None else {"batch": batch}
         return await self._call(lambda c: c.submit_many(
-            function, items, priority=priority, uniques=uniques, timeout=timeout, batch=batch,
-            return_exceptions=return_exceptions))
+            function, items, priority=priority, uniques=uniques, timeout=timeout,
+            return_exceptions=return_exceptions, **extra))
 
     async def submit_background_many(self, function: Name, workloads: Iterable[Workload], *,
                                      priority: Priority = Priority.NORMAL,
                                      uniques: Optional[Sequence[Optional[Name]]] = None,
-                                     timeout: Timeout = _UNSET, batch: int = 1000) -> List[str]:
+                                     timeout: Timeout = _UNSET,
+                                     batch: Optional[int] = None) -> List[str]:
         """Queue many background jobs; returns their handles in input order."""
         self._check_open()
         items = list(workloads)
+        extra: Dict[str, Any] = {} if batch is None else {"batch": batch}
         return await self._call(lambda c: c.submit_background_many(
-            function, items, priority=priority, uniques=uniques, timeout=timeout, batch=batch))
+            function, items, priority=priority, uniques=uniques, timeout=timeout, **extra))
 
     # -- task sets ---------------------------------------------------------------------------
 
