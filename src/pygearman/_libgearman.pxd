@@ -146,6 +146,7 @@ cdef class Worker:
     cdef double _backoff           # current reconnect backoff in seconds (0 while connected)
     cdef bytes _identifier         # sent again after reconnects (libgearman forgets it)
     cdef bint _reident             # the identifier must be sent again
+    cdef bint _reident_next        # ... with the next job (a Retry closed the sockets)
     cdef double _ident_at          # when it was last sent
     cdef dict _retries             # job handle -> times this worker handed it back (Retry)
     cdef int _max_retries

@@ -668,9 +668,10 @@ cdef int _check_batch(object batch) except -1:
     return 0
 
 
-cdef int _check_priority(int priority) except -1:
-    if priority != GEARMAN_JOB_PRIORITY_HIGH and priority != GEARMAN_JOB_PRIORITY_NORMAL \
-            and priority != GEARMAN_JOB_PRIORITY_LOW:
+cdef int _check_priority(object priority) except -1:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be a Priority, not {type(priority).__name__}")
+    if priority not in (PRIORITY_HIGH, PRIORITY_NORMAL, PRIORITY_LOW):
         raise ValueError(f"priority must be Priority.HIGH, NORMAL or LOW, not {priority!r}")
     return 0
 
@@ -905,6 +906,8 @@ cdef class JobStream:
         if self._chunks:
             return self._chunks.pop(0)
         if self._done:
+            if self._task._state == "error" and self._task._error is not None:
+                raise self._task._error
             raise StopIteration
         self._task._client._stream_step(self)
         if self._chunks:
@@ -1225,6 +1228,7 @@ cdef class Client:
         cdef GearmanTask t = None
         cdef const char *fnp
         cdef size_t fnn
+        cdef gearman_client_st *owner
         memset(&ctl, 0, sizeof(ctl))
         _ctx_init(&ctx, &ctl, 1 if background else 0)
         self._arm(s, deadline)
@@ -1254,6 +1258,7 @@ cdef class Client:
             task = _add(s.c, priority, background, &ctx, PyBytes_AS_STRING(fn), uq, p.ptr, p.size, &rc)
             if task == NULL:
                 raise _client_error(s, rc)
+        owner = s.c
         try:
             if gearman_task_return(task) == GEARMAN_UNKNOWN_STATE:
                 self._run(s, &ctl, deadline, False)
@@ -1273,7 +1278,10 @@ cdef class Client:
                 raise _job_error(task, rc, fn.decode("utf-8", "replace"))
             raise _client_error(s, rc)
         finally:
-            gearman_task_free(task)
+            # after an abandoned call _run()/_tick() reset the connection, and the task went with
+            # the old handle: free it only if that handle is still the one in use
+            if s.c == owner:
+                gearman_task_free(task)
             _ctx_clear(&ctx)
 
     cdef void _remember(self, str handle, _ServerConn s):
@@ -1388,6 +1396,9 @@ cdef class Client:
     def _stream_close(self, JobStream st):
         if st._done and st._gtask == NULL:
             return
+        if not st._task.finished and st._task._error is None:
+            st._task._error = RuntimeError("the stream was closed before its job finished")
+            st._task._state = "error"
         if st._server is not None and st._gtask != NULL and not st._task.finished:
             (<_ServerConn>st._server).reset()
             st._gtask = NULL   # freed with the handle
@@ -2125,6 +2136,10 @@ cdef gearman_return_t _job_trampoline(gearman_job_st *job, void *context) noexce
         wl = <const char *>gearman_job_workload(job)
         pj._workload = wl[:gearman_job_workload_size(job)] if wl != NULL else b""
         (<Worker>f.worker)._jobs += 1
+        if (<Worker>f.worker)._reident_next:
+            # first job since a Retry closed the sockets: we are connected and registered again
+            (<Worker>f.worker)._reident_next = False
+            (<Worker>f.worker)._apply_identifier()
     except BaseException as e:
         # Out of memory or similar before the user's code ran: let the server requeue the job.
         (<Worker>f.worker)._pending_exc = e
@@ -2167,7 +2182,9 @@ cdef gearman_return_t _job_retry(_Function f, GearmanJob pj, object e) noexcept:
         _log.info("job %r asked to be retried (%d/%d)", f.name, count, limit)
         if e.delay:
             w._backoff_sleep(e.delay)
-        w._reident = True     # the connection is dropped: the identifier must be sent again
+        # the connection is dropped: the identifier goes again with the next job, when
+        # libgearman has reconnected and registered (see _job_trampoline)
+        w._reident_next = True
         return GEARMAN_ERROR
     except BaseException as inner:
         w._pending_exc = inner
@@ -2365,8 +2382,10 @@ cdef class Worker:
         gearman_worker_set_namespace(self._w, b, len(b))
 
     def _set_max_retries(self, n):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError("max_retries must be an int >= 0")
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError("max_retries must be an int")
+        if not 0 <= n <= 1000000:
+            raise ValueError("max_retries must be between 0 and 1000000")
         self._max_retries = n
 
     @property
@@ -2390,6 +2409,10 @@ cdef class Worker:
             self._busy = False
 
     cdef int _apply_identifier(self) except -1:
+        """Send the identifier again: libgearman 1.1.20 sends it once per connection object,
+        never after a reconnect. Only called right after work() returned without a connection
+        error, i.e. with the sockets connected: gearman_worker_set_identifier() would connect a
+        closed socket itself, and libgearman then skips that server's CAN_DO registrations."""
         cdef gearman_return_t rc
         cdef const char *p
         cdef size_t n
@@ -2398,9 +2421,10 @@ cdef class Worker:
             return 0
         p = PyBytes_AS_STRING(self._identifier)
         n = PyBytes_GET_SIZE(self._identifier)
-        with nogil:   # sends SET_CLIENT_ID to each server at once
+        with nogil:   # sends SET_CLIENT_ID on each connected socket
             rc = gearman_worker_set_identifier(self._w, p, n)
-        self._reident = rc != GEARMAN_SUCCESS
+        _log.debug("worker: identifier %r sent again (%s)", self._identifier, strerror(rc))
+        self._reident = False
         self._ident_at = _now()
         return 0
 
@@ -2494,7 +2518,8 @@ cdef class Worker:
                     # libgearman does not re-send the identifier after a reconnect, and some
                     # reconnects are silent (server restarted during a job): re-send it after
                     # errors and every 2 s (one small packet).
-                    if self._identifier is not None and (self._reident or _now() - self._ident_at > 2):
+                    if self._identifier is not None and not self._reident_next and (
+                            self._reident or (len(self._servers) == 1 and _now() - self._ident_at > 2)):
                         self._apply_identifier()
                     if one and self._jobs != start and rc != GEARMAN_TIMEOUT:
                         break

@@ -61,6 +61,8 @@ def _refuse_ssl(what: str) -> None:
 def _priority(priority: object) -> int:
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise TypeError(f"priority must be a Priority, not {type(priority).__name__}")
+    if priority not in (Priority.HIGH, Priority.NORMAL, Priority.LOW):
+        raise ValueError(f"priority must be Priority.HIGH, NORMAL or LOW, not {priority!r}")
     return int(priority)
 
 

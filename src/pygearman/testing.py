@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -76,6 +77,7 @@ class GearmandServer:
         self.log_path = self.workdir / "gearmand.log"
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self._fixed_port = port is not None
+        self._lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -136,33 +138,39 @@ class GearmandServer:
         return False
 
     def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM our gearmand, then SIGKILL if it lingers. Idempotent."""
-        if self.proc is None:
+        """SIGTERM our gearmand, then SIGKILL if it lingers. Idempotent and thread-safe."""
+        with self._lock:
+            proc, self.proc = self.proc, None
+        if proc is None:
             return
-        if self.proc.poll() is None:
+        if proc.poll() is None:
             try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout)
+                os.kill(proc.pid, signal.SIGTERM)
+                proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self._kill_proc()
+                self._kill(proc)
             except ProcessLookupError:
                 pass
-        self.proc.wait()
-        self.proc = None
+        proc.wait()
 
     def kill(self) -> None:
-        """kill -9 our gearmand (a crash, for fault tests)."""
+        """kill -9 our gearmand (a crash, for fault tests). Thread-safe."""
         self._kill_proc()
 
     def _kill_proc(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                try:
-                    os.kill(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.proc.wait()
-            self.proc = None
+        with self._lock:
+            proc, self.proc = self.proc, None
+        if proc is not None:
+            self._kill(proc)
+
+    @staticmethod
+    def _kill(proc: "subprocess.Popen[bytes]") -> None:
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
 
     def restart(self) -> "GearmandServer":
         """Stop and start again on the same port."""
