@@ -122,7 +122,7 @@ def test_background_status_and_batches(gearmand, fname, start_worker):
             assert handle.startswith("H:")
             for _ in range(200):
                 status = await client.job_status(handle)
-                if status.running:
+                if status.running and status.numerator:   # running, and the status has arrived
                     break
                 await asyncio.sleep(0.02)
             assert status.known and status.running and (status.numerator, status.denominator) == (1, 2)
