@@ -2,20 +2,48 @@
 from __future__ import annotations
 
 import itertools
-import os
+import shutil
+import subprocess
 import threading
 import uuid
 from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-import pygearman
 from pygearman import GearmanClient, GearmanWorker
 from pygearman.testing import GearmandServer
 
 pytest_plugins = ["pytester"]
 
 _counter = itertools.count()
+
+
+# -- PHP and the gearman CLI, for the interop tests ---------------------------------------
+
+def _php_has_gearman(php: str) -> bool:
+    try:
+        out = subprocess.run([php, "-m"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "gearman" in [line.strip().lower() for line in out.splitlines()]
+
+
+@pytest.fixture(scope="session")
+def php() -> str:
+    exe = shutil.which("php")
+    if exe is None:
+        pytest.skip("php (php-cli) is not installed")
+    if not _php_has_gearman(exe):
+        pytest.skip("php has no gearman extension (install php-gearman)")
+    return exe
+
+
+@pytest.fixture(scope="session")
+def gearman_cli() -> str:
+    exe = shutil.which("gearman")
+    if exe is None:
+        pytest.skip("the gearman command-line tool is not installed (gearman-tools)")
+    return exe
 
 
 @pytest.fixture(scope="session")

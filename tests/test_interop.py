@@ -19,7 +19,6 @@ Observed with gearmand 1.1.20, libgearman 1.1.20 and php-gearman 2.1.0:
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import threading
 import time
@@ -36,34 +35,6 @@ SHAKESPEARE = "AlL THE World's a sTagE"
 TITLED = "All The World's A Stage"
 
 pytestmark = pytest.mark.timeout(60)
-
-
-# -- prerequisites ----------------------------------------------------------------------------
-
-def _php_has_gearman(php: str) -> bool:
-    try:
-        out = subprocess.run([php, "-m"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "gearman" in [line.strip().lower() for line in out.splitlines()]
-
-
-@pytest.fixture(scope="session")
-def php() -> str:
-    exe = shutil.which("php")
-    if exe is None:
-        pytest.skip("php (php-cli) is not installed")
-    if not _php_has_gearman(exe):
-        pytest.skip("php has no gearman extension (install php-gearman)")
-    return exe
-
-
-@pytest.fixture(scope="session")
-def gearman_cli() -> str:
-    exe = shutil.which("gearman")
-    if exe is None:
-        pytest.skip("the gearman command-line tool is not installed (gearman-tools)")
-    return exe
 
 
 # -- helpers ----------------------------------------------------------------------------------

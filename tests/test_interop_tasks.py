@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -41,38 +40,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from pygearman import GearmanClient, GearmanJob, GearmanTimeoutError, JobException, JobFailed
+from pygearman import GearmanClient, GearmanJob, JobException, JobFailed
 from pygearman.testing import GearmandServer
 
 pytestmark = pytest.mark.timeout(60)
-
-
-# -- prerequisites ----------------------------------------------------------------------------
-
-def _php_has_gearman(php: str) -> bool:
-    try:
-        out = subprocess.run([php, "-m"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "gearman" in [line.strip().lower() for line in out.splitlines()]
-
-
-@pytest.fixture(scope="module")
-def php() -> str:
-    exe = shutil.which("php")
-    if exe is None:
-        pytest.skip("php (php-cli) is not installed")
-    if not _php_has_gearman(exe):
-        pytest.skip("php has no gearman extension (install php-gearman)")
-    return exe
-
-
-@pytest.fixture(scope="module")
-def gearman_cli() -> str:
-    exe = shutil.which("gearman")
-    if exe is None:
-        pytest.skip("the gearman command-line tool is not installed (gearman-tools)")
-    return exe
 
 
 # -- helpers (after test_interop.py) ----------------------------------------------------------

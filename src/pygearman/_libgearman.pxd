@@ -110,6 +110,8 @@ cdef class Client:
     cdef int _arm(self, _ServerConn s, double deadline) except -1
     cdef list _order(self, bytes unique)
     cdef object _failover(self, object attempt, bytes unique)
+    cdef object _server_down(self, _ServerConn s, object not_sent)
+    cdef object _none_reachable(self, object last)
     cdef int _run(self, _ServerConn s, _RunCtl *ctl, double deadline, bint any_known) except -1
     cdef object _submit(self, int priority, bint background, object function, object workload,
                         object unique, object timeout, object callbacks=*, object when=*)

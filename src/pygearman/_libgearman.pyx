@@ -1107,15 +1107,23 @@ cdef class Client:
             except _Stale as e:
                 raise e.args[0] from None
             except _NotSent as e:
-                s.down_until = _now() + 1.0
-                last = e.args[0]
-                if len(self._conns) > 1:
-                    _log.warning("%s; trying the next server", last)
+                last = self._server_down(s, e)
+        raise self._none_reachable(last)
+
+    cdef object _server_down(self, _ServerConn s, object not_sent):
+        """A job could not be sent to s: try s last for a second; returns the error."""
+        s.down_until = _now() + 1.0
+        err = not_sent.args[0]
         if len(self._conns) > 1:
-            raise GearmanConnectionError(
+            _log.warning("%s; trying the next server", err)
+        return err
+
+    cdef object _none_reachable(self, object last):
+        if len(self._conns) > 1:
+            return GearmanConnectionError(
                 f"no job server could be reached (tried {', '.join(self.servers)}); "
                 f"last error: {last.message}", last.code)
-        raise last
+        return last
 
     # -- the run loop ------------------------------------------------------------------------
 
@@ -1198,15 +1206,8 @@ cdef class Client:
                     except _Stale as e:
                         raise e.args[0] from None
                     except _NotSent as e:
-                        s.down_until = _now() + 1.0
-                        last = e.args[0]
-                        if len(self._conns) > 1:
-                            _log.warning("%s; trying the next server", last)
-                if len(self._conns) > 1:
-                    raise GearmanConnectionError(
-                        f"no job server could be reached (tried {', '.join(self.servers)}); "
-                        f"last error: {last.message}", last.code)
-                raise last
+                        last = self._server_down(s, e)
+                raise self._none_reachable(last)
             finally:
                 self._leave()
         finally:
@@ -1599,10 +1600,7 @@ cdef class Client:
                 self._fail_tasks(chunk, e.args[0])
                 raise e.args[0] from None
             except _NotSent as e:
-                s.down_until = _now() + 1.0
-                last = e.args[0]
-                if len(self._conns) > 1:
-                    _log.warning("%s; trying the next server", last)
+                last = self._server_down(s, e)
         self._fail_tasks(chunk, last)
         raise last
 
