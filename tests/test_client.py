@@ -261,3 +261,11 @@ def test_server_down_is_a_connection_error_then_recovers(gearmand_factory, fname
         server.start()
         # libgearman 1.1.20 would lose this first job after a failed connect; we must not
         assert c.do_background(fname("f"), "x").startswith("H:")
+
+
+def test_php_style_positional_unique(gearmand, client, fname, start_worker):
+    """PHP: doNormal($function, $workload, $unique); the same order works here."""
+    fn = fname("uq")
+    start_worker(gearmand.address, {fn: lambda job: job.unique})
+    assert client.do_normal(fn, "x", "php-style-unique") == b"php-style-unique"
+    assert client.do_background(fn, "x", "php-style-bg").startswith("H:")

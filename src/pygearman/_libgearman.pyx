@@ -1292,27 +1292,27 @@ cdef class Client:
 
     # -- public single-job calls -------------------------------------------------------------
 
-    def do_normal(self, function, workload=b"", *, unique=None, timeout=_UNSET):
+    def do_normal(self, function, workload=b"", unique=None, *, timeout=_UNSET):
         """Run a job at normal priority and wait for its result (bytes)."""
         return self._submit(GEARMAN_JOB_PRIORITY_NORMAL, False, function, workload, unique, timeout)
 
-    def do_high(self, function, workload=b"", *, unique=None, timeout=_UNSET):
+    def do_high(self, function, workload=b"", unique=None, *, timeout=_UNSET):
         """Run a job at high priority and wait for its result (bytes)."""
         return self._submit(GEARMAN_JOB_PRIORITY_HIGH, False, function, workload, unique, timeout)
 
-    def do_low(self, function, workload=b"", *, unique=None, timeout=_UNSET):
+    def do_low(self, function, workload=b"", unique=None, *, timeout=_UNSET):
         """Run a job at low priority and wait for its result (bytes)."""
         return self._submit(GEARMAN_JOB_PRIORITY_LOW, False, function, workload, unique, timeout)
 
-    def do_background(self, function, workload=b"", *, unique=None, timeout=_UNSET):
+    def do_background(self, function, workload=b"", unique=None, *, timeout=_UNSET):
         """Queue a job at normal priority; returns its job handle once the server has it."""
         return self._submit(GEARMAN_JOB_PRIORITY_NORMAL, True, function, workload, unique, timeout)
 
-    def do_high_background(self, function, workload=b"", *, unique=None, timeout=_UNSET):
+    def do_high_background(self, function, workload=b"", unique=None, *, timeout=_UNSET):
         """Queue a job at high priority; returns its job handle once the server has it."""
         return self._submit(GEARMAN_JOB_PRIORITY_HIGH, True, function, workload, unique, timeout)
 
-    def do_low_background(self, function, workload=b"", *, unique=None, timeout=_UNSET):
+    def do_low_background(self, function, workload=b"", unique=None, *, timeout=_UNSET):
         """Queue a job at low priority; returns its job handle once the server has it."""
         return self._submit(GEARMAN_JOB_PRIORITY_LOW, True, function, workload, unique, timeout)
 
