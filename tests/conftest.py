@@ -74,10 +74,8 @@ def fname(request: pytest.FixtureRequest) -> Callable[[str], str]:
 class WorkerThread:
     """A GearmanWorker running run() in a thread; stopped and joined on teardown."""
 
-    def __init__(self, servers: object, functions: Dict[str, Callable[..., object]]) -> None:
-        self.worker = GearmanWorker(servers)  # type: ignore[arg-type]
-        for name, fn in functions.items():
-            self.worker.add_function(name, fn)
+    def __init__(self, worker: GearmanWorker) -> None:
+        self.worker = worker
         self.error: Optional[BaseException] = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -90,25 +88,41 @@ class WorkerThread:
 
     def stop(self) -> None:
         self.worker.stop()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "worker thread did not stop within 10 s"
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "worker thread did not stop within 15 s"
         self.worker.close()
         if self.error is not None:
             raise self.error
 
 
 @pytest.fixture
-def start_worker() -> Iterator[Callable[..., WorkerThread]]:
+def runners() -> Iterator[Callable[[GearmanWorker], WorkerThread]]:
+    """runners(worker): run an already configured worker in a thread until the test ends."""
     started: List[WorkerThread] = []
 
-    def start(servers: object, functions: Dict[str, Callable[..., object]]) -> WorkerThread:
-        wt = WorkerThread(servers, functions)
+    def start(worker: GearmanWorker) -> WorkerThread:
+        wt = WorkerThread(worker)
         started.append(wt)
         return wt
 
     yield start
     for wt in started:
-        wt.stop()
+        if wt.thread.is_alive() or not wt.worker.closed:
+            wt.stop()
+
+
+@pytest.fixture
+def start_worker(runners: Callable[[GearmanWorker], WorkerThread]
+                 ) -> Callable[..., WorkerThread]:
+    """start_worker(servers, {name: function}): a new worker serving those, in a thread."""
+
+    def start(servers: object, functions: Dict[str, Callable[..., object]]) -> WorkerThread:
+        worker = GearmanWorker(servers)  # type: ignore[arg-type]
+        for name, fn in functions.items():
+            worker.add_function(name, fn)
+        return runners(worker)
+
+    return start
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ from pygearman import GearmanClient, JobException, JobFailed
 from pygearman.demo import title_function
 from pygearman.testing import GearmandServer
 
+from _helpers import available_workers, write
+
 SHAKESPEARE = "AlL THE World's a sTagE"
 TITLED = "All The World's A Stage"
 
@@ -104,28 +106,13 @@ while ($w->work());
 """
 
 
-def _write(tmp_path: Path, name: str, text: str) -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
-
-
-def _available_workers(server: GearmandServer, fn: str) -> int:
-    """Workers registered for fn, from the admin 'status' command."""
-    for line in server.admin("status").splitlines():
-        parts = line.split("\t")
-        if len(parts) == 4 and parts[0] == fn:
-            return int(parts[3])
-    return 0
-
-
 def _wait_registered(server: GearmandServer, fn: str, proc: "subprocess.Popen[bytes]",
                      logs: List[Path], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"worker process exited early with {proc.returncode}:\n{_read_logs(logs)}")
-        if _available_workers(server, fn) > 0:
+        if available_workers(server, fn) > 0:
             return
         time.sleep(0.05)
     pytest.fail(f"worker for {fn!r} did not register within {timeout} s:\n{_read_logs(logs)}")
@@ -174,7 +161,7 @@ def test_php_client_calls_pygearman_worker(php: str, gearmand: GearmandServer, f
                                            start_worker: Callable[..., object], tmp_path: Path) -> None:
     fn = fname("title")
     start_worker(gearmand.address, {fn: title_function})
-    script = _write(tmp_path, "client.php", PHP_CLIENT)
+    script = write(tmp_path, "client.php", PHP_CLIENT)
     r = _run([php, script, str(gearmand.port), fn, SHAKESPEARE])
     assert r.returncode == 0, r.stderr
     assert r.stdout == TITLED, r.stderr
@@ -185,7 +172,7 @@ def test_php_client_calls_pygearman_worker(php: str, gearmand: GearmandServer, f
 def test_pygearman_client_calls_php_worker(php: str, gearmand: GearmandServer, fname: Callable[[str], str],
                                            tmp_path: Path) -> None:
     fn = fname("title")
-    script = _write(tmp_path, "worker.php", PHP_WORKER)
+    script = write(tmp_path, "worker.php", PHP_WORKER)
     with _foreign_worker([php, script, str(gearmand.port), fn, "title"], tmp_path, gearmand, fn,
                          "php-worker"):
         with GearmanClient(gearmand.address) as client:
@@ -200,7 +187,7 @@ def test_php_worker_exception_reaches_pygearman_client(php: str, any_gearmand: G
                                                        fname: Callable[[str], str],
                                                        tmp_path: Path) -> None:
     fn = fname("throws")
-    script = _write(tmp_path, "worker.php", PHP_WORKER)
+    script = write(tmp_path, "worker.php", PHP_WORKER)
     with _foreign_worker([php, script, str(any_gearmand.port), fn, "throw"], tmp_path, any_gearmand,
                          fn, "php-worker"):
         with GearmanClient(any_gearmand.address) as client:
@@ -221,7 +208,7 @@ def test_pygearman_worker_exception_seen_by_php_client(php: str, any_gearmand: G
                                                        tmp_path: Path) -> None:
     fn = fname("bad")
     start_worker(any_gearmand.address, {fn: _raise_bad})
-    script = _write(tmp_path, "client_rc.php", PHP_CLIENT_RC)
+    script = write(tmp_path, "client_rc.php", PHP_CLIENT_RC)
     r = _run([php, script, str(any_gearmand.port), fn])   # fails the test if PHP hangs
     assert r.returncode == 0, r.stdout + r.stderr
     out = _kv(r.stdout)
@@ -240,7 +227,7 @@ def test_php_client_without_exception_handler_on_exceptions_server(
     so that combination is not run.)"""
     fn = fname("bad")
     start_worker(gearmand_exc.address, {fn: _raise_bad})
-    script = _write(tmp_path, "client_rc.php", PHP_CLIENT_RC)
+    script = write(tmp_path, "client_rc.php", PHP_CLIENT_RC)
     r = _run([php, script, str(gearmand_exc.port), fn, "0"])
     assert r.returncode == 0, r.stdout + r.stderr
     out = _kv(r.stdout)
@@ -270,7 +257,7 @@ def test_php_background_job_status_seen_by_pygearman(php: str, gearmand: Gearman
 
     start_worker(gearmand.address, {fn: progress})
     try:
-        script = _write(tmp_path, "background.php", PHP_BACKGROUND)
+        script = write(tmp_path, "background.php", PHP_BACKGROUND)
         r = _run([php, script, str(gearmand.port), fn])
         assert r.returncode == 0, r.stderr
         handle = r.stdout.strip()

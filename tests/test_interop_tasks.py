@@ -43,25 +43,12 @@ import pytest
 from pygearman import GearmanClient, GearmanJob, JobException, JobFailed
 from pygearman.testing import GearmandServer
 
+from _helpers import available_workers, write
+
 pytestmark = pytest.mark.timeout(60)
 
 
 # -- helpers (after test_interop.py) ----------------------------------------------------------
-
-def _write(tmp_path: Path, name: str, text: str) -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
-
-
-def _available_workers(server: GearmandServer, fn: str) -> int:
-    """Workers registered for fn, from the admin 'status' command."""
-    for line in server.admin("status").splitlines():
-        parts = line.split("\t")
-        if len(parts) == 4 and parts[0] == fn:
-            return int(parts[3])
-    return 0
-
 
 def _read_logs(logs: List[Path]) -> str:
     return "\n".join(f"--- {p.name}:\n{p.read_text(errors='replace')}" for p in logs if p.exists())
@@ -76,7 +63,7 @@ def _foreign_worker(cmd: List[str], tmp_path: Path, server: GearmandServer, fn: 
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
     try:
         deadline = time.monotonic() + 20
-        while _available_workers(server, fn) == 0:
+        while available_workers(server, fn) == 0:
             if proc.poll() is not None:
                 pytest.fail(f"worker {tag} exited early with {proc.returncode}:\n"
                             f"{_read_logs([out_path, err_path])}")
@@ -268,7 +255,7 @@ def test_php_task_set_served_by_pygearman_workers(php: str, any_gearmand: Gearma
     # two worker threads, so that jobs overlap and the events of different tasks interleave
     start_worker(any_gearmand.address, {good_fn: good, bad_fn: bad, bg_fn: bg})
     start_worker(any_gearmand.address, {good_fn: good})
-    script = _write(tmp_path, "taskset.php", PHP_TASKSET)
+    script = write(tmp_path, "taskset.php", PHP_TASKSET)
     out = _php_json(php, script, str(any_gearmand.port), good_fn, bad_fn, bg_fn, str(n))
 
     assert out["run"] is True, out
@@ -317,7 +304,7 @@ def test_pygearman_task_set_served_by_php_workers(php: str, any_gearmand: Gearma
                                                   fname: Callable[[str], str],
                                                   tmp_path: Path) -> None:
     chatty_fn, throw_fn, fail_fn = fname("chatty"), fname("throw"), fname("fail")
-    script = _write(tmp_path, "worker.php", PHP_WORKER)
+    script = write(tmp_path, "worker.php", PHP_WORKER)
     port = str(any_gearmand.port)
     with contextlib.ExitStack() as stack:
         for fn, mode in ((chatty_fn, "chatty"), (throw_fn, "throw"), (fail_fn, "fail")):
@@ -392,7 +379,7 @@ def test_submit_with_callbacks_and_stream_against_php_worker(php: str, gearmand:
                                                              fname: Callable[[str], str],
                                                              tmp_path: Path) -> None:
     chatty_fn, gated_fn = fname("chatty"), fname("gated")
-    script = _write(tmp_path, "worker.php", PHP_WORKER)
+    script = write(tmp_path, "worker.php", PHP_WORKER)
     port = str(gearmand.port)
     with _foreign_worker([php, script, port, chatty_fn, "chatty"], tmp_path, gearmand, chatty_fn,
                          "php-chatty"), \
@@ -453,7 +440,7 @@ def test_php_background_job_status_via_add_task_status(php: str, gearmand: Gearm
     start_worker(gearmand.address, {fn: progress})
     start_worker(gearmand.address, {echo_fn: lambda job: job.workload[::-1]})  # not blocked
     try:
-        script = _write(tmp_path, "background.php", PHP_BACKGROUND)
+        script = write(tmp_path, "background.php", PHP_BACKGROUND)
         r = _run([php, script, str(gearmand.port), fn, "from php"])
         assert r.returncode == 0, r.stderr
         handle = r.stdout.strip()
@@ -524,7 +511,7 @@ def test_status_task_ahead_of_job_on_fresh_connection(php: str, gearmand: Gearma
     start_worker(gearmand.address, {fn: hold})
     start_worker(gearmand.address, {echo_fn: lambda job: job.workload[::-1]})
     try:
-        script = _write(tmp_path, "background.php", PHP_BACKGROUND)
+        script = write(tmp_path, "background.php", PHP_BACKGROUND)
         r = _run([php, script, str(gearmand.port), fn, "held"])
         assert r.returncode == 0, r.stderr
         handle = r.stdout.strip()
@@ -643,7 +630,7 @@ def test_gearman_cli_worker_data_packets_same_for_pygearman_and_php(
            "--", "cat"]
     workload = "l1\nl2\nl3\n"
     with _foreign_worker(cmd, tmp_path, gearmand, fn, "gearman-worker"):
-        script = _write(tmp_path, "data_client.php", PHP_DATA_CLIENT)
+        script = write(tmp_path, "data_client.php", PHP_DATA_CLIENT)
         php_out = _php_json(php, script, str(gearmand.port), fn, workload)
         with GearmanClient(gearmand.address, timeout=20) as client:
             t1 = client.add_task(fn, workload)

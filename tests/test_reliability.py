@@ -103,45 +103,6 @@ class Seen:
             return sum(self.counts.values())
 
 
-class Runner:
-    """A GearmanWorker.run() in a thread; stop() stops and joins it."""
-
-    def __init__(self, worker: GearmanWorker) -> None:
-        self.worker = worker
-        self.error: Optional[BaseException] = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.worker.run()
-        except BaseException as e:  # re-raised by stop()
-            self.error = e
-
-    def stop(self) -> None:
-        self.worker.stop()
-        self.thread.join(15)
-        assert not self.thread.is_alive(), "worker thread did not stop within 15 s"
-        self.worker.close()
-        if self.error is not None:
-            raise self.error
-
-
-@pytest.fixture
-def runners() -> Iterator[Callable[[GearmanWorker], Runner]]:
-    started: List[Runner] = []
-
-    def start(worker: GearmanWorker) -> Runner:
-        r = Runner(worker)
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        if r.thread.is_alive() or not r.worker.closed:
-            r.stop()
-
-
 class Background:
     """Run fn() in a thread; .result() returns its value or raises its exception."""
 

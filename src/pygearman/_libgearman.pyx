@@ -417,7 +417,8 @@ cdef inline void _record(gearman_task_st *task, _TaskCtx *ctx, int ev) noexcept 
 
 
 cdef object _ctx_error(_TaskCtx *ctx, str fname):
-    """The exception for a batch job whose outcome is not success (from its context)."""
+    """The exception for a job whose outcome is not success, from what _record() kept (in
+    batches the task itself is freed by then)."""
     handle = ctx.handle.decode("utf-8", "replace") or None
     if ctx.rc == GEARMAN_WORK_EXCEPTION:
         text = (ctx.exc[:ctx.exc_len].decode("utf-8", "replace") if ctx.exc != NULL
@@ -642,24 +643,6 @@ cdef gearman_task_st *_add(gearman_client_st *c, int priority, bint background, 
     return gearman_client_add_task(c, NULL, ctx, fn, uq, wp, wn, rc)
 
 
-cdef object _job_error(gearman_task_st *task, gearman_return_t rc, str fname):
-    """The exception for a finished task whose outcome is not success."""
-    cdef const char *exc_p
-    cdef size_t exc_n
-    handle = _text(gearman_task_job_handle(task)) or None
-    if rc == GEARMAN_WORK_EXCEPTION:
-        exc_p = gearman_task_exception(task).c_str
-        exc_n = gearman_task_exception(task).size
-        text = (exc_p[:exc_n].decode("utf-8", "replace") if exc_p != NULL and exc_n
-                else "the worker raised an exception (no message)")
-        return JobException(text, rc, handle=handle, function=fname)
-    if rc == GEARMAN_WORK_FAIL:
-        return JobFailed(f"job {fname!r} failed: the worker reported WORK_FAIL", rc,
-                         handle=handle, function=fname)
-    msg = _clean(_text(gearman_task_error(task))) or strerror(rc)
-    return error_class_for(rc)(f"job {fname!r}: {msg}", rc)
-
-
 cdef int _check_batch(object batch) except -1:
     if isinstance(batch, bool) or not isinstance(batch, int):
         raise TypeError(f"batch must be an int, not {type(batch).__name__}")
@@ -838,13 +821,14 @@ cdef class GearmanTask:
             self._known = self._running = False
             cb = self._callback("complete")
         elif ev == EV_EXCEPTION:
-            self._error = _job_error(task, GEARMAN_WORK_EXCEPTION, self.function_name)
+            # _record() has already copied the outcome into the task's context
+            self._error = _ctx_error(<_TaskCtx *>gearman_task_context(task), self.function_name)
             self._exception_text = self._error.message
             self._state = "exception"
             self._known = self._running = False
             cb = self._callback("exception")
         else:
-            self._error = _job_error(task, GEARMAN_WORK_FAIL, self.function_name)
+            self._error = _ctx_error(<_TaskCtx *>gearman_task_context(task), self.function_name)
             self._state = "failed"
             self._known = self._running = False
             cb = self._callback("fail")
@@ -1177,7 +1161,9 @@ cdef class Client:
         cdef _Payload p
         cdef double epoch = -1
         cdef _ServerConn s
-        _check_priority(priority)
+        if priority != GEARMAN_JOB_PRIORITY_HIGH and priority != GEARMAN_JOB_PRIORITY_NORMAL \
+                and priority != GEARMAN_JOB_PRIORITY_LOW:
+            _check_priority(priority)    # raises, saying what is allowed
         self._check_fn_len(fn)
         if when is not None:
             if not background:
@@ -1266,6 +1252,7 @@ cdef class Client:
             rc = gearman_task_return(task)
             if rc == GEARMAN_SUCCESS:
                 if background:
+                    # (not ctx.handle: gearman_execute() runs epoch jobs with its own callbacks)
                     handle = _text(gearman_task_job_handle(task))
                     if len(self._conns) > 1:
                         self._remember(handle, s)
@@ -1276,7 +1263,7 @@ cdef class Client:
             if rc == GEARMAN_COULD_NOT_CONNECT:
                 raise _NotSent(_client_error(s, rc))
             if rc == GEARMAN_WORK_EXCEPTION or rc == GEARMAN_WORK_FAIL:
-                raise _job_error(task, rc, fn.decode("utf-8", "replace"))
+                raise _ctx_error(&ctx, fn.decode("utf-8", "replace"))
             raise _client_error(s, rc)
         finally:
             # after an abandoned call _run()/_tick() reset the connection, and the task went with

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import IO, Any, Callable, Dict, List, Optional, Sequence
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["main", "build_parser", "Progress", "bench_echo", "EXIT_OK", "EXIT_JOB", "EXIT_USAGE",
            "EXIT_CONNECTION", "EXIT_TIMEOUT", "EXIT_ERROR", "EXIT_INTERRUPTED"]
@@ -285,12 +285,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 # -- status, workers, ping ----------------------------------------------------------------------
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from pygearman.admin import status_all
-
-    results = status_all(_servers(args.servers), timeout=args.timeout)
+def _admin_report(args: argparse.Namespace, command: str, results: Dict[str, Any],
+                  render: Callable[[str, Any], Tuple[Dict[str, Any], List[Tuple[Any, ...]]]],
+                  header: Tuple[str, ...]) -> int:
+    """One admin query over several servers: a table (or --json); a dead server is reported
+    on stderr (or in the JSON) and makes the exit status EXIT_CONNECTION."""
     failed = 0
-    rows = []
+    rows: List[Tuple[Any, ...]] = []
     obj: Dict[str, Any] = {}
     for server, value in results.items():
         if isinstance(value, Exception):
@@ -298,47 +299,46 @@ def cmd_status(args: argparse.Namespace) -> int:
             obj[server] = {"ok": False, "error": _one_line(str(value)),
                            "error_type": type(value).__name__}
             if not args.json:
-                print(f"pygearman status: {server}: {type(value).__name__}: "
+                print(f"pygearman {command}: {server}: {type(value).__name__}: "
                       f"{_one_line(str(value))}", file=sys.stderr)
             continue
-        fns = [fs for fs in value if args.function is None or args.function in fs.function]
-        obj[server] = {"ok": True, "functions": [
-            {"function": fs.function, "total": fs.total, "running": fs.running,
-             "queued": fs.queued, "workers": fs.workers} for fs in fns]}
-        rows += [(server, fs.function, fs.total, fs.running, fs.queued, fs.workers) for fs in fns]
+        entry, server_rows = render(server, value)
+        obj[server] = {"ok": True, **entry}
+        rows += server_rows
     if args.json:
         _emit_json(obj)
     elif rows or not failed:
-        print(_table(rows, ("SERVER", "FUNCTION", "TOTAL", "RUNNING", "QUEUED", "WORKERS")))
+        print(_table(rows, header))
     return EXIT_CONNECTION if failed else EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pygearman.admin import status_all
+
+    def render(server: str, value: Any) -> Tuple[Dict[str, Any], List[Tuple[Any, ...]]]:
+        fns = [fs for fs in value if args.function is None or args.function in fs.function]
+        return ({"functions": [{"function": fs.function, "total": fs.total,
+                                "running": fs.running, "queued": fs.queued,
+                                "workers": fs.workers} for fs in fns]},
+                [(server, fs.function, fs.total, fs.running, fs.queued, fs.workers)
+                 for fs in fns])
+
+    return _admin_report(args, "status", status_all(_servers(args.servers), timeout=args.timeout),
+                         render, ("SERVER", "FUNCTION", "TOTAL", "RUNNING", "QUEUED", "WORKERS"))
 
 
 def cmd_workers(args: argparse.Namespace) -> int:
     from pygearman.admin import workers_all
 
-    results = workers_all(_servers(args.servers), timeout=args.timeout)
-    failed = 0
-    rows = []
-    obj: Dict[str, Any] = {}
-    for server, value in results.items():
-        if isinstance(value, Exception):
-            failed += 1
-            obj[server] = {"ok": False, "error": _one_line(str(value)),
-                           "error_type": type(value).__name__}
-            if not args.json:
-                print(f"pygearman workers: {server}: {type(value).__name__}: "
-                      f"{_one_line(str(value))}", file=sys.stderr)
-            continue
+    def render(server: str, value: Any) -> Tuple[Dict[str, Any], List[Tuple[Any, ...]]]:
         ws = [w for w in value if args.all or w.functions]
-        obj[server] = {"ok": True, "workers": [
-            {"fd": w.fd, "address": w.address, "client_id": w.client_id,
-             "functions": list(w.functions)} for w in ws]}
-        rows += [(server, w.fd, w.address, w.client_id, " ".join(w.functions)) for w in ws]
-    if args.json:
-        _emit_json(obj)
-    elif rows or not failed:
-        print(_table(rows, ("SERVER", "FD", "ADDRESS", "CLIENT-ID", "FUNCTIONS")))
-    return EXIT_CONNECTION if failed else EXIT_OK
+        return ({"workers": [{"fd": w.fd, "address": w.address, "client_id": w.client_id,
+                              "functions": list(w.functions)} for w in ws]},
+                [(server, w.fd, w.address, w.client_id, " ".join(w.functions)) for w in ws])
+
+    return _admin_report(args, "workers",
+                         workers_all(_servers(args.servers), timeout=args.timeout),
+                         render, ("SERVER", "FD", "ADDRESS", "CLIENT-ID", "FUNCTIONS"))
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
