@@ -2,7 +2,7 @@
 """Memory growth of pygearman over many jobs: a leak check for the client and the worker.
 
     python benchmarks/memory.py                       # 1,000,000 jobs per mode (several minutes)
-    python benchmarks/memory.py --n 20000 --json      # quick (tests/test_reliability.py runs this)
+    python benchmarks/memory.py --n 20000 --json      # quick (tests/test_reliability_memory.py)
     python benchmarks/memory.py --modes sync,worker --n 200000
 
 Modes (each one: warm-up, RSS sample, N jobs with RSS samples every 10%, final RSS sample):

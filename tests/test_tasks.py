@@ -1,4 +1,5 @@
-"""Task sets, batches, streaming and the other client features of issue 3."""
+"""Task sets, batches, streaming, namespaces, identifiers, epoch jobs, retries and the other
+client features beyond a single job."""
 from __future__ import annotations
 
 import threading
@@ -174,8 +175,8 @@ def test_submit_many_validates_before_io():
     c = GearmanClient("127.0.0.1:1")
     with pytest.raises(TypeError, match="workload 1"):
         c.submit_many("f", [b"ok", 5])
-    with pytest.raises(ValueError, match="duplicate unique"):
-        c.submit_many("f", [b"a", b"b"], uniques=["u", "u"])
+    with pytest.raises(TypeError, match="sequence of uniques"):
+        c.submit_many("f", [b"a", b"b"], uniques="ab")
     with pytest.raises(ValueError, match="2 uniques for 1"):
         c.submit_many("f", [b"a"], uniques=["u", "v"])
     with pytest.raises(TypeError, match="iterable of workloads"):

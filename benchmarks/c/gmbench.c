@@ -90,7 +90,7 @@ static int client_main(const char *mode, const char *host, int port, const char 
   if (gearman_failed(gearman_client_add_server(c, host, (in_port_t)port))) {
     fprintf(stderr, "add_server: %s\n", gearman_client_error(c)); return 2;
   }
-  /* Without it libgearman 1.1.20 hangs on WORK_EXCEPTION (BRIEFING 2.4); must follow add_server. */
+  /* Without it libgearman 1.1.20 hangs on WORK_EXCEPTION (docs/libgearman-1.1.20.md#exception-hang); must follow add_server. */
   if (!gearman_client_set_server_option(c, "exceptions", 10)) {
     fprintf(stderr, "set_server_option(exceptions): %s\n", gearman_client_error(c)); return 2;
   }
@@ -207,7 +207,7 @@ static int worker_main(const char *mode, const char *host, int port, const char 
     if (rc == GEARMAN_SUCCESS || rc == GEARMAN_WORK_FAIL) { errors = 0; continue; }
     fprintf(stderr, "worker_work: %s\n", gearman_worker_error(w));
     if (++errors > 50) break;
-    usleep(100000); /* server gone: back off instead of spinning (BRIEFING 2.3) */
+    usleep(100000); /* server gone: back off instead of spinning (docs/libgearman-1.1.20.md#worker-connect-spin) */
   }
   double elapsed = now_s() - t0, cpu = cpu_s() - c0;
   emit(n, g_jobs, elapsed, cpu, "gearman_worker_define_function(v2)+worker_work", "");

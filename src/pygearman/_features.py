@@ -13,7 +13,7 @@ __all__ = ["has", "FEATURES", "libgearman_path", "version_tuple"]
 FEATURES: Dict[str, str] = {
     "ssl": "libgearman was built with TLS (libssl is in its dependency tree); Debian's is not",
     "worker_ssl": "gearman_worker_set_ssl is exported (missing in 1.1.20, gearmand #436)",
-    "fifo_tasks": "libgearman sends task sets in the order they were added (after 1.1.20; "
+    "fifo_tasks": "libgearman sends task sets in the order they were added (2.0.0 and later; "
                   "pygearman gives FIFO either way)",
 }
 
@@ -66,4 +66,4 @@ def has(feature: str) -> bool:
         return _symbol("SSL_CTX_new") or _symbol("SSL_new")
     if feature == "worker_ssl":
         return _symbol("gearman_worker_set_ssl")
-    return version_tuple(libgearman_version()) > (1, 1, 20)
+    return version_tuple(libgearman_version()) >= (2, 0, 0)

@@ -1,52 +1,196 @@
-# Layouts of the compiled classes (so other Cython modules can cimport them).
+# Layouts of the compiled classes, the C structs and the constants they share.
 from cpython.ref cimport PyObject
 from pygearman.includes.libgearman cimport *
 
 
+cdef enum:
+    # what a spec is (_Spec.kind, _TaskCtx.kind)
+    K_JOB = 0                # foreground job
+    K_BACKGROUND = 1         # background job
+    K_STATUS = 2             # status query by job handle
+    K_STATUS_UNIQUE = 3      # status query by unique
+    K_EPOCH = 4              # background job scheduled for a time (gearman_execute)
+
+cdef enum:
+    # where a spec is in its run (_Spec.state)
+    ST_NEW = 0
+    ST_QUEUED = 1            # waiting for room on a connection to its server
+    ST_SENT = 2              # added to a connection
+    ST_DONE = 3              # has its outcome or error, or follows another spec (coalesced)
+
+
 cdef struct _Payload:
-    const char *ptr      # NULL for an empty payload (libgearman rejects non-NULL with size 0)
+    const char *ptr          # NULL for an empty payload (libgearman rejects non-NULL with size 0)
     size_t size
     bint has_view
     Py_buffer view
 
 
 cdef struct _RunCtl:
-    double slice_end     # when run_tasks should hand control back even if packets keep coming
-    bint cb_error        # a Python callback raised; the exception waits on the Client
-    bint pause_requested # stream(): a chunk is ready for the iterator
-    Py_ssize_t done      # tasks finished in this run (complete/fail/exception)
-    Py_ssize_t created   # JOB_CREATED packets seen in this run (the server has those jobs)
+    double slice_end         # when run_tasks should hand control back even if packets keep coming
+    bint cb_error            # a Python callback raised; the exception waits in the run's carrier
+    bint pause_requested     # stream(): a chunk is ready for the iterator
+    Py_ssize_t done          # tasks finished on this connection (complete/fail/exception/queued)
+    Py_ssize_t created       # JOB_CREATED packets seen on this connection
 
 
 cdef struct _TaskCtx:
-    void *result         # malloc'd by libgearman (gearman_task_take_data); ours to free
+    void *result             # malloc'd by libgearman (gearman_task_take_data); ours to free
     size_t result_len
     bint have_result
-    int kind             # 0 foreground job, 1 background job, 2 status query
-    int rc               # outcome recorded by the callbacks (-1: none yet). Batches run with
-                         # GEARMAN_CLIENT_FREE_TASKS, so the task itself is gone afterwards
-    char handle[64]      # job handle, copied at JOB_CREATED
-    char *exc            # WORK_EXCEPTION text (malloc'd; ours to free)
+    bint finished            # counted in ctl.done
+    int kind                 # K_*
+    int rc                   # outcome recorded by the callbacks (-1: none yet)
+    char handle[64]          # job handle, copied at JOB_CREATED
+    char *exc                # WORK_EXCEPTION text (malloc'd; ours to free)
     size_t exc_len
-    bint skip_next       # we paused run_tasks in a callback; libgearman calls it again on resume
-    int wants            # EV_* events that need a Python call
-    PyObject *pytask     # the GearmanTask for Python callbacks (borrowed: the run keeps it alive)
-    _RunCtl *ctl
+    unsigned int num         # last status
+    unsigned int den
+    bint known
+    bint running
+    bint skip_next           # we paused run_tasks in a callback; libgearman calls it again on resume
+    int wants                # EV_* events that need a Python call
+    PyObject *listener       # _Listener for Python callbacks (borrowed: the run keeps it alive)
+    PyObject *carrier        # _Exc of the run (borrowed)
+    _RunCtl *ctl             # the connection's counters (in its _Lane)
 
 
-cdef class _ServerConn:
-    cdef gearman_client_st *c      # one libgearman client per job server (failover and arming are per
-                                   # server); NULL until first use and after reset()
+cdef struct _Spec:
+    const char *fn           # function name, NUL-terminated (borrowed: the run's keep list)
+    size_t fnn
+    const char *uq           # unique or status key, NUL-terminated (borrowed or genq)
+    size_t uqn
+    char genq[33]            # a generated unique
+    const char *wp           # workload (borrowed; libgearman copies it when the task is added)
+    size_t wn
+    int kind                 # K_*
+    int priority
+    double epoch             # K_EPOCH: when
+    Py_ssize_t pinned        # status queries: the server index to ask, or -1
+    Py_ssize_t primary       # coalesced: the spec whose job this one follows, or -1
+    Py_ssize_t server        # index of the server it was queued on
+    Py_ssize_t lane          # index of the lane it was added on, or -1
+    int tries                # servers that could not take it
+    int state                # ST_*
+    bint refused             # failed before anything was sent (safe to submit again)
+    gearman_task_st *task    # K_EPOCH only (freed by the run, generation permitting)
+    unsigned long gen        # the connection's generation when task was added
+    _TaskCtx ctx
+
+
+cdef class _Exc:
+    cdef object exc                # the first exception stored, until raised
+    cdef void store(self, BaseException e) noexcept
+    cdef int raise_if_stored(self) except -1
+
+
+cdef class _Server:
     cdef readonly bytes host       # as given by the user (hostname or IP literal)
     cdef readonly int port
-    cdef bint armed                # the "exceptions" server option was accepted on this connection
+    cdef readonly str address      # host:port for messages
+    cdef Py_ssize_t index          # position in the router's list
     cdef double down_until         # monotonic time until which a failed server is tried last
     cdef bint probed               # a Gearman server answered our own probe (see _probe)
-    cdef int ensure(self, Client owner) except -1
+    cdef list conns                # [_Conn]; conns[0] serves single calls
+    cdef _Conn conn(self, Py_ssize_t i, _Exc carrier)
+    cdef void reset_all(self) noexcept
+
+
+cdef class _Conn:
+    cdef gearman_client_st *c      # NULL until first use and after reset()
+    cdef _Server server
+    cdef _Exc carrier              # where the log callback stores exceptions (the client's)
+    cdef unsigned long gen         # bumped by reset(): tasks of older generations are gone
+    cdef bint armed                # the "exceptions" server option was accepted
+    cdef int open(self, Client owner, double deadline) except -1
+    cdef int _arm(self, double deadline) except -1
+    cdef int tick(self, double deadline, str what) except -1
     cdef void reset(self) noexcept
 
 
-cdef class GearmanTask:
+cdef class _Router:
+    cdef list servers              # [_Server] in the order they were added
+    cdef Py_ssize_t rr             # round-robin cursor for jobs without a unique
+    cdef dict handles              # job handle -> _Server, so status queries ask the right one
+    cdef _Server first(self, const char *uq, Py_ssize_t uqn)
+    cdef _Server after(self, _Server s)
+    cdef object mark_down(self, _Server s, object err)
+    cdef object none_reachable(self, object last)
+    cdef void remember(self, str handle, _Server s)
+
+
+cdef class _Lane:
+    cdef _Conn conn
+    cdef _Server server
+    cdef Py_ssize_t index          # position in the run's lanes
+    cdef _RunCtl ctl
+    cdef unsigned long gen         # conn.gen when the lane opened
+    cdef Py_ssize_t added          # tasks added
+    cdef bint idle                 # run_tasks said every task is done
+    cdef bint dead                 # its connection was dropped
+    cdef bint nb                   # GEARMAN_CLIENT_NON_BLOCKING is set
+    cdef bint reset_after          # drop the handle when idle (status by unique)
+    cdef bint epoch                # holds an epoch task
+
+
+cdef class _Run:
+    cdef Client client             # during a call only (None otherwise: no cycle)
+    cdef _Exc carrier              # where callbacks store exceptions
+    cdef _Spec *specs
+    cdef Py_ssize_t n
+    cdef Py_ssize_t cap
+    cdef double deadline
+    cdef int batch                 # tasks in flight per connection
+    cdef list keep                 # Python objects the specs point into
+    cdef list listeners            # per spec: _Listener or None
+    cdef list errors               # per spec: exception or None
+    cdef list lanes                # [_Lane]
+    cdef dict queues               # server index -> [spec index] waiting for room
+    cdef list later                # status queries, after the jobs
+    cdef bint started
+    cdef set retried               # servers whose specs were already retried after a stale socket
+    cdef object abort_exc          # the exception that ended the run early
+    cdef object first_error        # a connection's failure, raised once the others are done
+    cdef Py_ssize_t seen           # events seen at the last wait (progress detection)
+    cdef int wait_ms
+    cdef void _free_specs(self) noexcept
+    cdef int setup(self, Client client, Py_ssize_t n, double deadline, int batch) except -1
+    cdef void set_job(self, Py_ssize_t i, int kind, int priority, const char *fn, size_t fnn,
+                      const char *uq, size_t uqn, const char *wp, size_t wn) noexcept
+    cdef void set_status(self, Py_ssize_t i, int kind, const char *key, Py_ssize_t server) noexcept
+    cdef void bind(self, Py_ssize_t i, _Listener li) noexcept
+    cdef int _coalesce(self) except -1
+    cdef int _queue(self, Py_ssize_t i, _Server s) except -1
+    cdef int _queue_all(self) except -1
+    cdef int _queue_later(self) except -1
+    cdef int _fill(self) except -1
+    cdef _Lane _open(self, _Server s)
+    cdef int _server_failed(self, _Server s, object err) except -1
+    cdef int _fail(self, Py_ssize_t i, object err) except -1
+    cdef int _add(self, _Lane lane, list q) except -1
+    cdef gearman_task_st *_add_epoch(self, _Lane lane, _Spec *sp) except? NULL
+    cdef int _settle_epoch(self, _Lane lane) except -1
+    cdef int go(self) except -1
+    cdef int _go(self) except -1
+    cdef int _step(self, _Lane lane, bint nb) except -1
+    cdef int _wait(self, list busy) except -1
+    cdef int _lane_failed(self, _Lane lane, gearman_return_t rc) except -1
+    cdef void _release_lanes(self) noexcept
+    cdef void _abandon_lanes(self) noexcept
+    cdef void _abort(self, object exc) noexcept
+    cdef Py_ssize_t origin(self, Py_ssize_t i) noexcept
+    cdef object failure(self, Py_ssize_t o)
+    cdef object error_of(self, Py_ssize_t i, bytes fn)
+    cdef object value_of(self, Py_ssize_t i)
+    cdef _Server server_of(self, _Router r, Py_ssize_t i)
+
+
+cdef class _Listener:
+    cdef int _wants(self) noexcept
+    cdef int _event(self, gearman_task_st *task, _TaskCtx *ctx, int ev) except -1
+
+
+cdef class GearmanTask(_Listener):
     cdef Client _client
     cdef bytes _fn                 # function name
     cdef bytes _uq                 # unique, or None (one is generated per submission)
@@ -54,6 +198,8 @@ cdef class GearmanTask:
     cdef int _priority
     cdef bint _background
     cdef bint _status_only         # add_task_status: a status query, not a job
+    cdef bint _in_set              # added with add_task: client-wide callbacks apply
+    cdef int _want_mask            # EV_* that reach Python
     cdef str _state
     cdef str _handle
     cdef object _result
@@ -65,72 +211,45 @@ cdef class GearmanTask:
     cdef bint _running
     cdef list _data
     cdef list _warnings
+    cdef list _twins               # tasks coalesced into this one's job (same unique)
     cdef JobStream _stream         # set for a stream() job
     cdef object _on_created, _on_data, _on_warning, _on_status
     cdef object _on_complete, _on_fail, _on_exception
     cdef public object context     # the user's object for this task
-    cdef void _bind(self, _TaskCtx *ctx) noexcept
     cdef object _callback(self, str name)
-    cdef int _event(self, gearman_task_st *task, int ev) except -1
-    cdef void _finish(self, _TaskCtx *ctx) noexcept
+    cdef int _settle(self, _TaskCtx *ctx, object err) except -1
 
 
 cdef class JobStream:
     cdef GearmanTask _task
+    cdef Client _client
     cdef list _chunks              # chunks received and not yet yielded
     cdef bint _done
-    cdef double _deadline
     cdef _Payload _payload         # the workload, borrowed until the job is sent
     cdef object _keep              # keeps the workload's bytes alive
-    cdef _RunCtl *_ctl             # malloc'd: outlives the Python frames between next() calls
-    cdef _TaskCtx *_ctx
-    cdef char _genq[65]            # the unique sent with the job
-    cdef gearman_task_st *_gtask
-    cdef object _server            # _ServerConn running the job
-    cdef void _push(self, bytes chunk)
+    cdef _Exc _exc                 # exceptions of this stream's callbacks
+    cdef _Run _run                 # the stream's own engine (paused between chunks)
+    cdef void _release(self) noexcept
 
 
 cdef class Client:
-    cdef list _conns               # [_ServerConn]; owns every gearman_client_st
-    cdef Py_ssize_t _rr            # round-robin cursor for submissions without a unique
+    cdef _Router _router           # the servers; owns every connection
     cdef double _default_timeout   # seconds; < 0 means no deadline
     cdef bint _busy                # a call is running (a handle is not thread-safe)
     cdef bint _closed
-    cdef dict _handle_server       # job handle -> _ServerConn, so job_status asks the right server
     cdef list _pending             # GearmanTasks added and not yet run
     cdef dict _callbacks           # client-wide task callbacks by event name
     cdef bytes _namespace
     cdef bytes _identifier
-    cdef object _cb_exc            # exception raised by a task callback during run_tasks
+    cdef _Exc _exc                 # exceptions of callbacks during this client's calls
     cdef JobStream _stream         # the open stream(), if any
-    cdef int _check_usable(self) except -1
+    cdef _Run _single              # the engine reused for single calls
+    cdef void _reset_all(self) noexcept
     cdef int _check_idle(self) except -1
     cdef int _enter(self) except -1
-    cdef void _leave(self) noexcept
-    cdef int _arm(self, _ServerConn s, double deadline) except -1
-    cdef list _order(self, bytes unique)
-    cdef object _failover(self, object attempt, bytes unique)
-    cdef object _server_down(self, _ServerConn s, object not_sent)
-    cdef object _none_reachable(self, object last)
-    cdef int _run(self, _ServerConn s, _RunCtl *ctl, double deadline, bint any_known) except -1
-    cdef object _submit(self, int priority, bint background, object function, object workload,
-                        object unique, object timeout, object callbacks=*, object when=*)
-    cdef int _check_fn_len(self, bytes fn) except -1
-    cdef object _submit_on(self, _ServerConn s, int priority, bint background, bytes fn,
-                           const char *uq, _Payload *p, double deadline, object callbacks,
-                           double epoch)
-    cdef void _remember(self, str handle, _ServerConn s)
-    cdef void _stream_free(self, JobStream st) noexcept
-    cdef object _stream_start(self, _ServerConn srv, JobStream st)
-    cdef list _group(self, list tasks)
-    cdef int _run_group(self, list group, double deadline, int batch, Py_ssize_t idx) except -1
-    cdef object _failover_chunk(self, list chunk, list order, double deadline)
-    cdef void _fail_tasks(self, list chunk, object err)
-    cdef object _run_chunk(self, _ServerConn s, list chunk, double deadline)
-    cdef object _batch_on(self, _ServerConn s, bytes fn, list items, list enc, list uqs,
-                          Py_ssize_t start, Py_ssize_t stop, int priority, bint background,
-                          double deadline, list out)
-    cdef object _unique_status_on(self, _ServerConn s, bytes uq, double deadline)
+    cdef int _check_fn(self, bytes fn) except -1
+    cdef _Run _run_for(self, Py_ssize_t n, double deadline, int batch)
+    cdef int _collect(self, _Run run, bytes fn, bint background, list out) except -1
 
 
 cdef class Worker:
@@ -143,7 +262,7 @@ cdef class Worker:
     cdef bint _busy
     cdef bint _closed
     cdef bint _stop_requested
-    cdef object _pending_exc       # BaseException from a job function to re-raise once work() returns
+    cdef _Exc _exc                 # BaseException from a job function to re-raise once work() returns
     cdef unsigned long long _jobs  # jobs handed to a function so far
     cdef double _backoff           # current reconnect backoff in seconds (0 while connected)
     cdef bytes _identifier         # sent again after reconnects (libgearman forgets it)

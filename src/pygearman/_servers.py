@@ -101,7 +101,8 @@ def probe_gearman(host: str, port: int, timeout: float = 2.0) -> Union[None, boo
     (refused, silent, closed): libgearman reports those itself. Returns the first bytes of the
     reply when
     something else answers: libgearman 1.1.20 crashes (SIGSEGV) on a non-Gearman text reply
-    (BRIEFING §2.2), so that must be caught before libgearman talks to the peer.
+    (docs/libgearman-1.1.20.md#text-reply-crash), so that must be caught before libgearman
+    talks to the peer.
     """
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
@@ -139,7 +140,8 @@ def enlarge_socket_buffers(servers: Sequence[Tuple[str, int]], size: int = -1) -
     """Raise SO_SNDBUF/SO_RCVBUF of this process's TCP connections to these job servers.
 
     libgearman 1.1.20 pins both at 32 KiB on every socket it opens, which makes payloads over
-    ~128 KiB crawl (one delayed ACK per segment on loopback: 0.6 s per MiB; BRIEFING §1.4).
+    ~128 KiB crawl (one delayed ACK per segment on loopback: 0.6 s per MiB;
+    docs/libgearman-1.1.20.md#socket-buffers-32k).
     libgearman does not expose its sockets, so we find them: the sockets of this process whose
     peer is one of the job servers. Only buffer sizes are changed (the kernel caps them at
     net.core.[rw]mem_max); nothing is read or written. ``PYGEARMAN_SOCKET_BUFFER=0`` turns this

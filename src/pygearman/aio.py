@@ -8,7 +8,8 @@
         async for task in ts.as_completed():
             print(task.result())
 
-libgearman has no public way to hand its sockets to an event loop (BRIEFING §5), so every
+libgearman has no public way to hand its sockets to an event loop
+(docs/libgearman-1.1.20.md#no-public-fds), so every
 blocking call runs in a thread that owns its own GearmanClient (clients are not thread-safe),
 with the GIL released while it waits; results come back with ``loop.call_soon_threadsafe``.
 
@@ -39,6 +40,8 @@ from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Iterab
 from pygearman import _libgearman
 from pygearman._libgearman import GearmanJob, GearmanTask
 from pygearman._servers import Servers
+from pygearman._types import (DataCallback, JobFunction, Name, Result, StatusCallback, Timeout,
+                              When, Workload)
 from pygearman.client import GearmanClient, JobStatus, Priority
 from pygearman.errors import JobFailed
 from pygearman.worker import GearmanWorker
@@ -48,16 +51,9 @@ __all__ = ["AsyncClient", "AsyncTaskSet", "AsyncTask", "AsyncWorker", "AsyncJob"
 _log = logging.getLogger("pygearman.aio")
 
 T = TypeVar("T")
-Workload = Union[bytes, bytearray, memoryview, str]
-Name = Union[str, bytes]
-When = Union[datetime.datetime, float, int]
-Timeout = Union[float, None, Any]
 _UNSET: Any = _libgearman.UNSET
-Result = Union[bytes, bytearray, memoryview, str, None]
 AsyncJobFunction = Callable[["AsyncJob"], Awaitable[Result]]
-ChunkCallback = Callable[[bytes], Any]
-StatusCallback = Callable[[int, int], Any]
-SyncJobFunction = Callable[[GearmanJob], Result]
+SyncJobFunction = JobFunction
 AnyJobFunction = Union[AsyncJobFunction, SyncJobFunction]
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -297,31 +293,31 @@ class AsyncClient:
     async def submit(self, function: Name, workload: Workload = ..., *,
                      priority: Priority = ..., background: Literal[False] = ...,
                      unique: Optional[Name] = ..., timeout: Timeout = ...,
-                     when: Optional[When] = ..., on_data: Optional[ChunkCallback] = ...,
-                     on_warning: Optional[ChunkCallback] = ...,
+                     when: Optional[When] = ..., on_data: Optional[DataCallback] = ...,
+                     on_warning: Optional[DataCallback] = ...,
                      on_status: Optional[StatusCallback] = ...) -> bytes: ...
 
     @overload
     async def submit(self, function: Name, workload: Workload = ..., *,
                      priority: Priority = ..., background: Literal[True],
                      unique: Optional[Name] = ..., timeout: Timeout = ...,
-                     when: Optional[When] = ..., on_data: Optional[ChunkCallback] = ...,
-                     on_warning: Optional[ChunkCallback] = ...,
+                     when: Optional[When] = ..., on_data: Optional[DataCallback] = ...,
+                     on_warning: Optional[DataCallback] = ...,
                      on_status: Optional[StatusCallback] = ...) -> str: ...
 
     @overload
     async def submit(self, function: Name, workload: Workload = ..., *,
                      priority: Priority = ..., background: bool,
                      unique: Optional[Name] = ..., timeout: Timeout = ...,
-                     when: Optional[When] = ..., on_data: Optional[ChunkCallback] = ...,
-                     on_warning: Optional[ChunkCallback] = ...,
+                     when: Optional[When] = ..., on_data: Optional[DataCallback] = ...,
+                     on_warning: Optional[DataCallback] = ...,
                      on_status: Optional[StatusCallback] = ...) -> Union[bytes, str]: ...
 
     async def submit(self, function: Name, workload: Workload = b"", *,
                      priority: Priority = Priority.NORMAL, background: bool = False,
                      unique: Optional[Name] = None, timeout: Timeout = _UNSET,
-                     when: Optional[When] = None, on_data: Optional[ChunkCallback] = None,
-                     on_warning: Optional[ChunkCallback] = None,
+                     when: Optional[When] = None, on_data: Optional[DataCallback] = None,
+                     on_warning: Optional[DataCallback] = None,
                      on_status: Optional[StatusCallback] = None) -> Union[bytes, str]:
         """Submit a job: foreground returns its result (bytes), background its handle (str).
         ``on_data(chunk)``, ``on_warning(chunk)`` and ``on_status(numerator, denominator)``

@@ -1,7 +1,6 @@
 """GearmanClient: submit jobs (synchronous, task sets, background), follow and cancel them."""
 from __future__ import annotations
 
-import datetime
 import enum
 from types import TracebackType
 from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Type, Union
@@ -9,15 +8,12 @@ from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence
 from pygearman import _libgearman
 from pygearman._libgearman import GearmanTask, JobStream
 from pygearman._servers import Servers, parse_server, parse_servers
+from pygearman._types import (DataCallback, Name, StatusCallback, TaskCallback, TaskChunkCallback,
+                              When, Workload)
 
 __all__ = ["GearmanClient", "GearmanTask", "JobStream", "Priority", "JobStatus", "Workload"]
 
-Workload = Union[bytes, bytearray, memoryview, str]
-Name = Union[str, bytes]
-When = Union[datetime.datetime, float, int]
 _UNSET: Any = _libgearman.UNSET
-TaskCallback = Callable[[GearmanTask], Any]
-ChunkCallback = Callable[[GearmanTask, bytes], Any]
 
 
 class Priority(enum.IntEnum):
@@ -43,7 +39,8 @@ class JobStatus(NamedTuple):
 
 
 def _refuse_ssl(what: str) -> None:
-    """libgearman's TLS is a silent no-op unless it was built with it (BRIEFING §8)."""
+    """libgearman's TLS is a silent no-op unless it was built with it
+    (docs/libgearman-1.1.20.md#tls-plaintext)."""
     from pygearman._features import has
     from pygearman.errors import NotSupportedError
 
@@ -56,6 +53,11 @@ def _refuse_ssl(what: str) -> None:
         "without TLS, and would silently talk plaintext. Use a TLS tunnel to the job server "
         "(stunnel, spiped, an SSH tunnel or WireGuard), or build libgearman and gearmand with "
         "--enable-ssl.")
+
+
+_HIGH = int(Priority.HIGH)
+_NORMAL = int(Priority.NORMAL)
+_LOW = int(Priority.LOW)
 
 
 def _priority(priority: object) -> int:
@@ -132,9 +134,9 @@ class GearmanClient(_libgearman.Client):
                priority: Priority = Priority.NORMAL, background: bool = False,
                unique: Optional[Name] = None, timeout: Union[float, None, Any] = _UNSET,
                when: Optional[When] = None,
-               on_data: Optional[Callable[[bytes], Any]] = None,
-               on_warning: Optional[Callable[[bytes], Any]] = None,
-               on_status: Optional[Callable[[int, int], Any]] = None) -> Union[bytes, str]:
+               on_data: Optional[DataCallback] = None,
+               on_warning: Optional[DataCallback] = None,
+               on_status: Optional[StatusCallback] = None) -> Union[bytes, str]:
         """Submit a job. Foreground: waits and returns the result (bytes). Background:
         returns the job handle (str) as soon as the server has queued the job.
 
@@ -147,8 +149,27 @@ class GearmanClient(_libgearman.Client):
         Raises JobException (the worker raised; ``.message`` is its text), JobFailed,
         GearmanTimeoutError (deadline passed), GearmanConnectionError (no server reachable).
         """
-        return self._do(_priority(priority), bool(background), function, workload, unique,
-                        timeout, on_data, on_warning, on_status, when)
+        return self._submit(_priority(priority), bool(background), function, workload, unique,
+                            timeout, on_data, on_warning, on_status, when)
+
+    def stream(self, function: Name, workload: Workload = b"", *, unique: Optional[Name] = None,
+               priority: Priority = Priority.NORMAL,
+               timeout: Union[float, None, Any] = _UNSET) -> JobStream:
+        """Run a foreground job and iterate over its WORK_DATA chunks as they arrive::
+
+            with client.stream("crawl", url) as chunks:
+                for chunk in chunks: ...
+            chunks.result   # the final WORK_COMPLETE payload
+
+        Leaving the loop early (``break``, an exception) abandons the job when the ``with``
+        block ends: its connection is dropped and the client stays usable.
+        """
+        return self._stream_open(function, workload, unique, _priority(priority), timeout)
+
+    def echo(self, data: Workload = b"ping", *,
+             timeout: Union[float, None, Any] = _UNSET) -> bool:
+        """Send ``data`` to every job server and check it comes back unchanged."""
+        return self._echo(data, timeout)
 
     def job_status(self, handle: Name, *,
                    timeout: Union[float, None, Any] = _UNSET) -> JobStatus:
@@ -183,8 +204,8 @@ class GearmanClient(_libgearman.Client):
                  unique: Optional[Name] = None, *, priority: Priority = Priority.NORMAL,
                  background: bool = False,
                  on_created: Optional[TaskCallback] = None,
-                 on_data: Optional[ChunkCallback] = None,
-                 on_warning: Optional[ChunkCallback] = None,
+                 on_data: Optional[TaskChunkCallback] = None,
+                 on_warning: Optional[TaskChunkCallback] = None,
                  on_status: Optional[TaskCallback] = None,
                  on_complete: Optional[TaskCallback] = None,
                  on_fail: Optional[TaskCallback] = None,
@@ -227,16 +248,33 @@ class GearmanClient(_libgearman.Client):
         ``known``, ``running``, ``numerator`` and ``denominator`` hold the answer."""
         if not isinstance(handle, str) or not handle:
             raise TypeError("handle must be a non-empty str")
-        return self._add_task(None, b"", None, int(Priority.NORMAL), False, context, None, None,
+        return self._add_task(None, b"", None, _NORMAL, False, context, None, None,
                               None, on_status, on_complete, None, None, handle)
+
+    def run_tasks(self, *, timeout: Union[float, None, Any] = _UNSET,
+                  batch: int = 250) -> List[GearmanTask]:
+        """Submit every task added with ``add_task*()`` and wait until all have finished.
+
+        Every task is in flight at once, on every job server: at most ``batch`` tasks per
+        connection, and as many connections per server as that needs (up to 16; beyond
+        16 × ``batch`` unfinished jobs per server, the next go out as earlier ones finish).
+        Tasks with the same function and unique are one job: it runs once and every such
+        task gets its outcome. Callbacks run in this thread as events arrive; if one raises,
+        the run stops and the exception propagates, every task keeping the state it reached.
+        """
+        return self._run_tasks(timeout, batch)
+
+    def clear_callbacks(self) -> None:
+        """Forget the client-wide task callbacks (``set_*_callback``)."""
+        self._clear_callbacks()
 
     def set_created_callback(self, callback: Optional[TaskCallback]) -> None:
         self._set_callback("created", callback)
 
-    def set_data_callback(self, callback: Optional[ChunkCallback]) -> None:
+    def set_data_callback(self, callback: Optional[TaskChunkCallback]) -> None:
         self._set_callback("data", callback)
 
-    def set_warning_callback(self, callback: Optional[ChunkCallback]) -> None:
+    def set_warning_callback(self, callback: Optional[TaskChunkCallback]) -> None:
         self._set_callback("warning", callback)
 
     def set_status_callback(self, callback: Optional[TaskCallback]) -> None:
@@ -260,11 +298,15 @@ class GearmanClient(_libgearman.Client):
                     return_exceptions: bool = False) -> List[Any]:
         """Run many jobs of one function in parallel and return their results in input order.
 
-        Everything per job runs in C; jobs go out in batches of ``batch`` (libgearman's
-        reply matching is O(n) per packet, so one huge batch is much slower). A job that fails
-        leaves its exception (JobException, JobFailed) in its place when
+        Everything per job runs in C, and every job is in flight at once (``batch`` per
+        connection, more connections as needed; see :meth:`run_tasks`). Jobs with the same
+        unique are one job for gearmand: it runs once and each such slot gets its result.
+        A job that fails leaves its exception (JobException, JobFailed) in its place when
         ``return_exceptions=True``; otherwise the first failure is raised after every job has
-        run, with the full list on the exception's ``results`` attribute.
+        run, with the full list on the exception's ``results`` attribute. If the whole call
+        fails (deadline, lost connection), the error's ``results`` holds what had arrived:
+        results and handles, an exception for a job a server had acknowledged, and ``None``
+        for a job no server acknowledged.
         """
         return self._submit_many(function, workloads, uniques, _priority(priority), False,
                                  timeout, batch, return_exceptions)
@@ -280,7 +322,11 @@ class GearmanClient(_libgearman.Client):
         return self._submit_many(function, workloads, uniques, _priority(priority), True,
                                  timeout, batch, False)
 
-    # -- context manager ---------------------------------------------------------------------
+    # -- life cycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every connection (an open stream is abandoned). Idempotent."""
+        self._close()
 
     def __enter__(self) -> "GearmanClient":
         return self
@@ -292,4 +338,40 @@ class GearmanClient(_libgearman.Client):
     def __repr__(self) -> str:
         state = "closed" if self.closed else ",".join(self.servers)
         return f"<GearmanClient {state}>"
+
+    # -- the PHP extension's names (GearmanClient::doNormal & co, in snake_case) ------------
+
+    def do_normal(self, function: Name, workload: Workload = b"", unique: Optional[Name] = None,
+                  *, timeout: Union[float, None, Any] = _UNSET) -> bytes:
+        """PHP ``doNormal``: run a job at normal priority and return its result."""
+        return self._submit(_NORMAL, False, function, workload, unique, timeout)  # type: ignore[return-value]
+
+    def do_high(self, function: Name, workload: Workload = b"", unique: Optional[Name] = None,
+                *, timeout: Union[float, None, Any] = _UNSET) -> bytes:
+        """PHP ``doHigh``: run a job at high priority and return its result."""
+        return self._submit(_HIGH, False, function, workload, unique, timeout)  # type: ignore[return-value]
+
+    def do_low(self, function: Name, workload: Workload = b"", unique: Optional[Name] = None,
+               *, timeout: Union[float, None, Any] = _UNSET) -> bytes:
+        """PHP ``doLow``: run a job at low priority and return its result."""
+        return self._submit(_LOW, False, function, workload, unique, timeout)  # type: ignore[return-value]
+
+    def do_background(self, function: Name, workload: Workload = b"",
+                      unique: Optional[Name] = None, *,
+                      timeout: Union[float, None, Any] = _UNSET) -> str:
+        """PHP ``doBackground``: queue a job at normal priority; returns its handle."""
+        return self._submit(_NORMAL, True, function, workload, unique, timeout)  # type: ignore[return-value]
+
+    def do_high_background(self, function: Name, workload: Workload = b"",
+                           unique: Optional[Name] = None, *,
+                           timeout: Union[float, None, Any] = _UNSET) -> str:
+        """PHP ``doHighBackground``: queue a job at high priority; returns its handle."""
+        return self._submit(_HIGH, True, function, workload, unique, timeout)  # type: ignore[return-value]
+
+    def do_low_background(self, function: Name, workload: Workload = b"",
+                          unique: Optional[Name] = None, *,
+                          timeout: Union[float, None, Any] = _UNSET) -> str:
+        """PHP ``doLowBackground``: queue a job at low priority; returns its handle."""
+        return self._submit(_LOW, True, function, workload, unique, timeout)  # type: ignore[return-value]
+
 

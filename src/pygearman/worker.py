@@ -7,11 +7,10 @@ from typing import Callable, Dict, Optional, Type, TypeVar, Union
 from pygearman import _libgearman
 from pygearman._libgearman import GearmanJob
 from pygearman._servers import Servers, parse_server, parse_servers
+from pygearman._types import JobFunction, Result
 
 __all__ = ["GearmanWorker", "GearmanJob", "JobFunction"]
 
-Result = Union[bytes, bytearray, memoryview, str, None]
-JobFunction = Callable[[GearmanJob], Result]
 F = TypeVar("F", bound=JobFunction)
 
 
@@ -78,6 +77,47 @@ class GearmanWorker(_libgearman.Worker):
             return fn
 
         return register
+
+    def add_function(self, name: Union[str, bytes], function: JobFunction,
+                     timeout: int = 0) -> None:
+        """Register ``function(job) -> result`` under ``name`` (PHP ``addFunction``).
+        ``timeout`` (whole seconds) is the server-side CAN_DO_TIMEOUT; 0 means none."""
+        self._add_function(name, function, timeout)
+
+    def unregister(self, name: Union[str, bytes]) -> None:
+        """Stop taking jobs for one function (PHP ``unregister``)."""
+        self._unregister(name)
+
+    def unregister_all(self) -> None:
+        """Stop taking jobs for every function (PHP ``unregisterAll``)."""
+        self._unregister_all()
+
+    def set_identifier(self, identifier: Union[str, bytes]) -> None:
+        """Name this worker in the admin view (``workers``); sent again after reconnects."""
+        self._set_identifier(identifier)
+
+    def work(self, *, timeout: Optional[float] = None) -> bool:
+        """Wait for one job and run it (PHP ``work``). True if a job was processed, False if
+        the timeout passed or :meth:`stop` was called first."""
+        return self._work(timeout)
+
+    def run(self, *, timeout: Optional[float] = None) -> int:
+        """Process jobs until :meth:`stop` (from any thread or a signal handler), Ctrl-C or the
+        timeout. Returns the number of jobs processed."""
+        return self._run(timeout)
+
+    def stop(self) -> None:
+        """Make a running :meth:`work`/:meth:`run` return after the job in hand. Safe from any
+        thread and from signal handlers."""
+        self._stop()
+
+    def echo(self, data: Union[bytes, bytearray, memoryview, str] = b"ping") -> bool:
+        """Check that every job server answers (ECHO)."""
+        return self._echo(data)
+
+    def close(self) -> None:
+        """Disconnect and free the worker. Idempotent."""
+        self._close()
 
     def __enter__(self) -> "GearmanWorker":
         return self

@@ -1,6 +1,6 @@
 # C declarations of libgearman 1.1.20 (only what pygearman uses). Declares; never decides.
 # Not declared on purpose: gearman_worker_shutdown_handle, gearman_client_namespace and
-# gearman_worker_set_ssl are in the headers but not exported by libgearman.so.8 (BRIEFING §0.13).
+# gearman_worker_set_ssl are in the headers but not exported by libgearman.so.8 (docs/libgearman-1.1.20.md#missing-symbols).
 from libc.stdint cimport uint32_t
 from libc.time cimport time_t
 
@@ -132,7 +132,6 @@ cdef extern from "libgearman-1.0/gearman.h" nogil:
         GEARMAN_KILL
 
     gearman_return_t gearman_kill(const gearman_id_t handle, const gearman_signal_t)
-    bint gearman_id_valid(const gearman_id_t handle)
 
     # task callbacks: run inside gearman_client_run_tasks, i.e. with the GIL released
     ctypedef gearman_return_t (*gearman_task_fn)(gearman_task_st *task) noexcept nogil
@@ -140,30 +139,23 @@ cdef extern from "libgearman-1.0/gearman.h" nogil:
 
     # ---- client ----
     gearman_client_st *gearman_client_create(gearman_client_st *client)
-    gearman_client_st *gearman_client_clone(gearman_client_st *client, const gearman_client_st *src)
     void gearman_client_free(gearman_client_st *client)
     const char *gearman_client_error(const gearman_client_st *client)
     gearman_return_t gearman_client_error_code(const gearman_client_st *client)
     int gearman_client_errno(const gearman_client_st *client)
     void gearman_client_add_options(gearman_client_st *client, gearman_client_options_t options)
     void gearman_client_remove_options(gearman_client_st *client, gearman_client_options_t options)
-    bint gearman_client_has_option(gearman_client_st *client, gearman_client_options_t option)
-    int gearman_client_timeout(gearman_client_st *client)
     void gearman_client_set_timeout(gearman_client_st *client, int timeout)
     void gearman_client_set_log_fn(gearman_client_st *client, gearman_log_fn function,
                                    void *context, gearman_verbose_t verbose)
     gearman_return_t gearman_client_add_server(gearman_client_st *client, const char *host, in_port_t port)
     void gearman_client_remove_servers(gearman_client_st *client)
-    gearman_return_t gearman_client_job_status(gearman_client_st *client,
-                                               const char *job_handle,
-                                               c_bool *is_known, c_bool *is_running,
-                                               uint32_t *numerator, uint32_t *denominator)
     gearman_return_t gearman_client_echo(gearman_client_st *client, const void *workload, size_t workload_size)
-    void gearman_client_task_free_all(gearman_client_st *client)
     bint gearman_client_set_server_option(gearman_client_st *self, const char *option_arg, size_t option_arg_size)
     void gearman_client_set_namespace(gearman_client_st *self, const char *namespace_key, size_t namespace_key_size)
     gearman_return_t gearman_client_set_identifier(gearman_client_st *client, const char *id, size_t id_size)
     gearman_return_t gearman_client_run_tasks(gearman_client_st *client)
+    gearman_return_t gearman_client_wait(gearman_client_st *client)
 
     gearman_task_st *gearman_client_add_task(gearman_client_st *client, gearman_task_st *task, void *context,
                                              const char *function_name, const char *unique,
@@ -223,8 +215,6 @@ cdef extern from "libgearman-1.0/gearman.h" nogil:
     void gearman_task_free(gearman_task_st *task)
     void *gearman_task_context(const gearman_task_st *task)
     void gearman_task_set_context(gearman_task_st *task, void *context)
-    const char *gearman_task_function_name(const gearman_task_st *task)
-    const char *gearman_task_unique(const gearman_task_st *task)
     const char *gearman_task_job_handle(const gearman_task_st *task)
     bint gearman_task_is_known(const gearman_task_st *task)
     bint gearman_task_is_running(const gearman_task_st *task)
@@ -233,7 +223,6 @@ cdef extern from "libgearman-1.0/gearman.h" nogil:
     const void *gearman_task_data(const gearman_task_st *task)
     size_t gearman_task_data_size(const gearman_task_st *task)
     void *gearman_task_take_data(gearman_task_st *task, size_t *data_size)
-    const char *gearman_task_error(const gearman_task_st *task)
     gearman_return_t gearman_task_return(const gearman_task_st *task)
     gearman_string_t gearman_task_exception(const gearman_task_st *task)
 
@@ -246,9 +235,6 @@ cdef extern from "libgearman-1.0/gearman.h" nogil:
     gearman_worker_st *gearman_worker_create(gearman_worker_st *worker)
     void gearman_worker_free(gearman_worker_st *worker)
     const char *gearman_worker_error(const gearman_worker_st *worker)
-    int gearman_worker_errno(gearman_worker_st *worker)
-    void gearman_worker_add_options(gearman_worker_st *worker, gearman_worker_options_t options)
-    int gearman_worker_timeout(gearman_worker_st *worker)
     void gearman_worker_set_timeout(gearman_worker_st *worker, int timeout)
     void gearman_worker_set_log_fn(gearman_worker_st *worker, gearman_log_fn function,
                                    void *context, gearman_verbose_t verbose)
@@ -256,7 +242,6 @@ cdef extern from "libgearman-1.0/gearman.h" nogil:
     void gearman_worker_remove_servers(gearman_worker_st *worker)
     gearman_return_t gearman_worker_unregister(gearman_worker_st *worker, const char *function_name)
     gearman_return_t gearman_worker_unregister_all(gearman_worker_st *worker)
-    bint gearman_worker_function_exist(gearman_worker_st *worker, const char *function_name, size_t function_length)
     gearman_return_t gearman_worker_define_function(gearman_worker_st *worker,
                                                     const char *function_name, const size_t function_name_length,
                                                     const gearman_function_t function,

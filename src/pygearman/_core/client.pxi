@@ -1,0 +1,554 @@
+# The client: configuration, guards, and one private primitive per operation. Public names
+# (the Pythonic API and PHP's names) live in pygearman/client.py.
+
+
+cdef class Client:
+    """Compiled core of :class:`pygearman.GearmanClient` (use that class)."""
+
+    def __cinit__(self, *args, **kwargs):
+        self._router = _Router()
+        self._default_timeout = -1.0
+        self._pending = []
+        self._callbacks = {}
+        self._exc = _Exc()
+        self._single = None
+
+    # -- configuration (no I/O) --------------------------------------------------------------
+
+    def _add_server(self, bytes host, int port):
+        self._check_idle()
+        self._router.servers.append(_Server(host, port, len(self._router.servers)))
+
+    def _set_default_timeout(self, timeout):
+        self._default_timeout = _seconds(timeout)
+
+    def _set_namespace(self, namespace):
+        cdef bytes b = _namespace_bytes(namespace)
+        self._check_idle()
+        self._namespace = b
+        self._reset_all()
+
+    def _set_identifier(self, identifier):
+        cdef bytes b = _coerce(identifier, "identifier", C_IDENTIFIER)
+        self._check_idle()
+        self._identifier = b
+        self._reset_all()
+
+    cdef void _reset_all(self) noexcept:
+        cdef _Server s
+        for s in self._router.servers:
+            s.reset_all()
+
+    @property
+    def servers(self):
+        """The job servers, as ``host:port`` strings, in the order they were added."""
+        return [(<_Server>s).address for s in self._router.servers]
+
+    @property
+    def timeout(self):
+        """Default deadline in seconds for each call (None: wait as long as it takes)."""
+        return None if self._default_timeout < 0 else self._default_timeout
+
+    @property
+    def namespace(self):
+        """The prefix put before every function name, or None."""
+        return self._namespace.decode("utf-8", "replace") if self._namespace is not None else None
+
+    @property
+    def identifier(self):
+        """This client's name in the server's admin view, or None."""
+        return self._identifier.decode() if self._identifier is not None else None
+
+    @property
+    def closed(self):
+        """True after close()."""
+        return self._closed
+
+    @property
+    def pending_tasks(self):
+        """Tasks added with add_task() and not yet run."""
+        return list(self._pending)
+
+    # -- guards ------------------------------------------------------------------------------
+
+    cdef int _check_idle(self) except -1:
+        if self._closed:
+            raise RuntimeError("this GearmanClient is closed")
+        if self._busy:
+            raise RuntimeError("this GearmanClient is in use by another call")
+        return 0
+
+    cdef int _enter(self) except -1:
+        if self._closed:
+            raise RuntimeError("this GearmanClient is closed")
+        if self._busy:
+            raise RuntimeError("this GearmanClient is in use by another call (a client is not "
+                               "thread-safe: use one per thread, e.g. client.clone())")
+        if self._stream is not None:
+            raise RuntimeError("a stream() of this client is still open: finish or close it first")
+        if not self._router.servers:
+            raise ValueError("no job servers: add one with add_server()")
+        self._busy = True
+        return 0
+
+    cdef int _check_fn(self, bytes fn) except -1:
+        if self._namespace is not None and \
+                PyBytes_GET_SIZE(self._namespace) + PyBytes_GET_SIZE(fn) > 1023:
+            raise ValueError("namespace + function name must stay under 1024 bytes")
+        return 0
+
+    cdef _Run _run_for(self, Py_ssize_t n, double deadline, int batch):
+        """The engine for a call: the client's own, reused for single calls."""
+        cdef _Run run
+        if n == 1:
+            if self._single is None:
+                self._single = _Run(self._exc)
+            run = self._single
+        else:
+            run = _Run(self._exc)
+        run.setup(self, n, deadline, batch)
+        return run
+
+    # -- one job -----------------------------------------------------------------------------
+
+    def _submit(self, int priority, bint background, function, workload, unique, timeout,
+                on_data=None, on_warning=None, on_status=None, when=None):
+        """One job: the result (bytes) of a foreground job, the handle (str) of a background
+        one. on_* take the GIL only for the events they were given."""
+        cdef double deadline = _deadline_from(timeout, self._default_timeout)
+        cdef bytes fn = _coerce(function, "function name", C_FUNCTION)
+        cdef bytes uq = _coerce(unique, "unique", C_UNIQUE)
+        cdef _Payload p
+        cdef object keep
+        cdef _Run run
+        cdef int kind = K_BACKGROUND if background else K_JOB
+        cdef double epoch = -1
+        cdef GearmanTask t = None
+        if priority != GEARMAN_JOB_PRIORITY_HIGH and priority != GEARMAN_JOB_PRIORITY_NORMAL \
+                and priority != GEARMAN_JOB_PRIORITY_LOW:
+            _check_priority(priority)    # raises, saying what is allowed
+        self._check_fn(fn)
+        if when is not None:
+            if not background:
+                raise ValueError("when= (a scheduled job) needs background=True")
+            epoch = _epoch_of(when)
+            kind = K_EPOCH
+        if on_data is not None or on_warning is not None or on_status is not None:
+            if background:
+                raise ValueError("on_data/on_warning/on_status need a foreground job (background "
+                                 "jobs report to job_status() instead)")
+            t = _callbacks_task(self, fn, priority, on_data, on_warning, on_status)
+        keep = _payload_get(&p, workload, "workload")
+        try:
+            self._enter()
+            try:
+                run = self._run_for(1, deadline, 1)
+                run.set_job(0, kind, priority, PyBytes_AS_STRING(fn), PyBytes_GET_SIZE(fn),
+                            PyBytes_AS_STRING(uq) if uq is not None else NULL,
+                            PyBytes_GET_SIZE(uq) if uq is not None else 0, p.ptr, p.size)
+                run.specs[0].epoch = epoch
+                if t is not None:
+                    run.bind(0, t)
+                try:
+                    run.go()
+                except BaseException as e:
+                    run.client = None
+                    raise
+                run.client = None
+                err = run.error_of(0, fn)
+                if err is not None:
+                    raise err
+                value = run.value_of(0)
+                if kind != K_JOB:
+                    self._router.remember(value, run.server_of(self._router, 0))
+                return value
+            finally:
+                self._busy = False
+        finally:
+            _payload_release(&p)
+
+    # -- streaming ---------------------------------------------------------------------------
+
+    def _stream_open(self, function, workload, unique, int priority, timeout):
+        """A JobStream for one foreground job; nothing is sent before the first next()."""
+        cdef JobStream st
+        cdef GearmanTask t
+        cdef bytes fn = _coerce(function, "function name", C_FUNCTION)
+        cdef bytes uq = _coerce(unique, "unique", C_UNIQUE)
+        cdef _Run run
+        _check_priority(priority)
+        self._check_fn(fn)
+        self._enter()
+        try:
+            st = JobStream.__new__(JobStream)
+            t = _new_task(self, fn, uq, None, priority, False)
+            t._stream = st
+            t._want_mask = EV_DATA
+            st._task = t
+            st._chunks = []
+            st._client = self
+            st._keep = _payload_get(&st._payload, workload, "workload")
+            st._exc = _Exc()
+            run = _Run(st._exc)
+            run.setup(self, 1, _deadline_from(timeout, self._default_timeout), 1)
+            run.set_job(0, K_JOB, priority, PyBytes_AS_STRING(fn), PyBytes_GET_SIZE(fn),
+                        PyBytes_AS_STRING(uq) if uq is not None else NULL,
+                        PyBytes_GET_SIZE(uq) if uq is not None else 0,
+                        st._payload.ptr, st._payload.size)
+            run.keep = [fn, uq]
+            run.bind(0, t)
+            run.client = None
+            st._run = run
+        finally:
+            self._busy = False
+        self._stream = st
+        return st
+
+    def _stream_step(self, JobStream st):
+        """Run the stream's job until its next chunk or its end."""
+        cdef _Run run = st._run
+        if self._busy:
+            raise RuntimeError("this GearmanClient is in use by another call")
+        if self._closed:
+            raise RuntimeError("this GearmanClient is closed")
+        self._busy = True
+        try:
+            run.client = self
+            paused = run.go()
+            # the workload was copied when the job was added: the buffer can go back now
+            _payload_release(&st._payload)
+            st._keep = None
+            if not paused:
+                run.client = None
+                st._task._settle(&run.specs[0].ctx, run.error_of(0, st._task._fn) if run.specs[0].ctx.rc != GEARMAN_SUCCESS else None)
+                st._release()
+        except BaseException:
+            run.client = None
+            st._task._settle(&run.specs[0].ctx, run.error_of(0, st._task._fn) if run.specs[0].ctx.rc != GEARMAN_SUCCESS else None)
+            st._release()
+            raise
+        finally:
+            self._busy = False
+
+    # -- task sets ---------------------------------------------------------------------------
+
+    def _add_task(self, function, workload, unique, int priority, bint background, context,
+                  on_created, on_data, on_warning, on_status, on_complete, on_fail, on_exception,
+                  status_handle=None):
+        cdef GearmanTask t
+        cdef bytes fn, uq
+        self._check_idle()
+        _check_priority(priority)
+        for cb in (on_created, on_data, on_warning, on_status, on_complete, on_fail, on_exception):
+            if cb is not None and not callable(cb):
+                raise TypeError(f"task callbacks must be callable, not {type(cb).__name__}")
+        if status_handle is not None:
+            hb = _coerce(status_handle, "handle", C_HANDLE)
+            t = _new_task(self, None, None, b"", priority, False)
+            t._status_only = True
+            t._handle = hb.decode("utf-8", "replace")
+        else:
+            fn = _coerce(function, "function name", C_FUNCTION)
+            self._check_fn(fn)
+            uq = _coerce(unique, "unique", C_UNIQUE)
+            # copied now: the caller may reuse a bytearray before run_tasks()
+            t = _new_task(self, fn, uq, _payload_copy(workload, "workload"), priority, background)
+        t.context = context
+        t._in_set = True
+        t._on_created, t._on_data, t._on_warning = on_created, on_data, on_warning
+        t._on_status, t._on_complete, t._on_fail, t._on_exception = on_status, on_complete, on_fail, on_exception
+        self._pending.append(t)
+        return t
+
+    def _set_callback(self, str name, cb):
+        if cb is not None and not callable(cb):
+            raise TypeError(f"callback must be callable or None, not {type(cb).__name__}")
+        if cb is None:
+            self._callbacks.pop(name, None)
+        else:
+            self._callbacks[name] = cb
+
+    def _callbacks_copy(self):
+        return dict(self._callbacks)
+
+    def _clear_callbacks(self):
+        self._callbacks = {}
+
+    def _run_tasks(self, timeout, batch):
+        """Run every pending task at once; callbacks run in this thread as events arrive."""
+        cdef double deadline = _deadline_from(timeout, self._default_timeout)
+        cdef Py_ssize_t i, n
+        cdef GearmanTask t, first
+        cdef _Run run
+        cdef bytes hb
+        _check_batch(batch)
+        self._enter()
+        tasks = self._pending
+        self._pending = []
+        n = len(tasks)
+        try:
+            run = self._run_for(n, deadline, batch)
+            run.keep = [tasks]
+            for i in range(n):
+                t = tasks[i]
+                if t._status_only:
+                    hb = t._handle.encode("utf-8")
+                    run.keep.append(hb)
+                    run.set_status(i, K_STATUS, PyBytes_AS_STRING(hb), -1)
+                else:
+                    run.set_job(i, K_BACKGROUND if t._background else K_JOB, t._priority,
+                                PyBytes_AS_STRING(t._fn), PyBytes_GET_SIZE(t._fn),
+                                PyBytes_AS_STRING(t._uq) if t._uq is not None else NULL,
+                                PyBytes_GET_SIZE(t._uq) if t._uq is not None else 0,
+                                PyBytes_AS_STRING(t._workload), PyBytes_GET_SIZE(t._workload))
+                run.bind(i, t)
+                t._state = "queued"
+            try:
+                run._coalesce()
+                for i in range(n):
+                    if run.specs[i].primary >= 0:
+                        first = tasks[run.specs[i].primary]
+                        if first._twins is None:
+                            first._twins = []
+                        first._twins.append(tasks[i])
+                run.go()
+            finally:
+                run.client = None
+                for i in range(n):
+                    t = tasks[i]
+                    o = run.origin(i)
+                    t._settle(&run.specs[o].ctx, run.failure(o))
+                    if t._background and t._handle:
+                        self._router.remember(t._handle, run.server_of(self._router, o))
+        finally:
+            self._busy = False
+        return tasks
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def _submit_many(self, function, workloads, uniques, int priority, bint background,
+                     timeout, batch, bint return_exceptions):
+        """Many jobs of one function, all in flight at once and run entirely in C; results
+        (or handles) in input order."""
+        cdef double deadline = _deadline_from(timeout, self._default_timeout)
+        cdef bytes fn = _coerce(function, "function name", C_FUNCTION)
+        cdef Py_ssize_t n, i
+        cdef list items, uqs = None, out
+        cdef _Run run
+        cdef object w, u
+        _check_batch(batch)
+        _check_priority(priority)
+        self._check_fn(fn)
+        if isinstance(workloads, (bytes, str, bytearray, memoryview)):
+            raise TypeError("workloads must be an iterable of workloads, not a single workload")
+        items = list(workloads)
+        n = len(items)
+        if uniques is not None:
+            if isinstance(uniques, (bytes, str)):
+                raise TypeError("uniques must be a sequence of uniques (one per workload), "
+                                "not a single str or bytes")
+            uqs = [_coerce(u, "unique", C_UNIQUE) for u in uniques]
+            if len(uqs) != n:
+                raise ValueError(f"got {len(uqs)} uniques for {n} workloads")
+        # validate every workload before anything is sent
+        for i in range(n):
+            w = items[i]
+            if not isinstance(w, bytes):
+                if isinstance(w, str):
+                    items[i] = (<str>w).encode("utf-8")
+                else:
+                    try:
+                        items[i] = bytes(memoryview(w))
+                    except TypeError:
+                        raise TypeError(f"workload {i} must be bytes-like or str, not "
+                                        f"{type(w).__name__}") from None
+        out = [None] * n
+        self._enter()
+        try:
+            run = self._run_for(n, deadline, batch)
+            run.keep = [items, uqs, fn]
+            for i in range(n):
+                w = items[i]
+                u = uqs[i] if uqs is not None else None
+                run.set_job(i, K_BACKGROUND if background else K_JOB, priority,
+                            PyBytes_AS_STRING(fn), PyBytes_GET_SIZE(fn),
+                            PyBytes_AS_STRING(u) if u is not None else NULL,
+                            PyBytes_GET_SIZE(u) if u is not None else 0,
+                            PyBytes_AS_STRING(w), PyBytes_GET_SIZE(w))
+            try:
+                run.go()
+            except BaseException as e:
+                run.client = None
+                self._collect(run, fn, background, out)
+                if isinstance(e, GearmanError):
+                    e.results = out
+                raise
+            run.client = None
+            self._collect(run, fn, background, out)
+        finally:
+            self._busy = False
+        if not return_exceptions:
+            for r in out:
+                if isinstance(r, BaseException):
+                    r.results = out
+                    raise r
+        return out
+
+    cdef int _collect(self, _Run run, bytes fn, bint background, list out) except -1:
+        """Each spec's outcome into out: what arrived stays even when the run failed."""
+        cdef Py_ssize_t i
+        for i in range(run.n):
+            o = run.origin(i)
+            if run.specs[o].ctx.rc == GEARMAN_SUCCESS and run.failure(o) is None:
+                out[i] = run.value_of(i)
+                if background:
+                    self._router.remember(out[i], run.server_of(self._router, i))
+            elif run.specs[o].ctx.rc >= 0 or run.specs[o].ctx.handle[0] != 0 or \
+                    run.specs[o].refused:
+                out[i] = run.error_of(i, fn)
+            # else: never acknowledged by a server; the slot stays None
+        return 0
+
+    # -- status, echo ------------------------------------------------------------------------
+
+    def _job_status(self, handle, timeout):
+        """(known, running, numerator, denominator) of a job handle: asked of the server that
+        issued it, or of every server when that is not known (the first that knows it wins)."""
+        cdef double deadline = _deadline_from(timeout, self._default_timeout)
+        cdef bytes h = _coerce(handle, "handle", C_HANDLE)
+        cdef _Run run
+        cdef Py_ssize_t i, n
+        cdef _TaskCtx *ctx
+        self._enter()
+        try:
+            s = self._router.handles.get(h.decode("utf-8", "replace"))
+            targets = [s] if s is not None else list(self._router.servers)
+            n = len(targets)
+            run = self._run_for(n, deadline, 1)
+            run.keep = [h]
+            for i in range(n):
+                run.set_status(i, K_STATUS, PyBytes_AS_STRING(h), (<_Server>targets[i]).index)
+            try:
+                run.go()
+            finally:
+                run.client = None
+            last = None
+            for i in range(n):
+                ctx = &run.specs[i].ctx
+                err = run.error_of(i, b"")
+                if err is not None:
+                    last = err
+                elif ctx.known or n == 1:
+                    return (ctx.known != 0, ctx.running != 0, ctx.num, ctx.den)
+            if last is not None and n == 1:
+                raise last
+            return (False, False, 0, 0)
+        finally:
+            self._busy = False
+
+    def _unique_status(self, unique, timeout):
+        """(known, running, numerator, denominator) of a job by its unique."""
+        cdef double deadline = _deadline_from(timeout, self._default_timeout)
+        cdef bytes uq = _coerce(unique, "unique", C_UNIQUE)
+        cdef _Run run
+        cdef _TaskCtx *ctx
+        if uq is None:
+            raise ValueError("unique_status needs a unique")
+        self._enter()
+        try:
+            run = self._run_for(1, deadline, 1)
+            run.keep = [uq]
+            run.set_status(0, K_STATUS_UNIQUE, PyBytes_AS_STRING(uq), -1)
+            try:
+                run.go()
+            finally:
+                run.client = None
+            err = run.error_of(0, b"")
+            if err is not None:
+                raise err
+            ctx = &run.specs[0].ctx
+            return (ctx.known != 0, ctx.running != 0, ctx.num, ctx.den)
+        finally:
+            self._busy = False
+
+    def _echo(self, data, timeout):
+        """Send data to every job server and check it comes back unchanged."""
+        cdef double deadline = _deadline_from(timeout, self._default_timeout)
+        cdef object keep
+        cdef _Payload p
+        cdef gearman_return_t rc
+        cdef _Server s
+        cdef _Conn conn
+        keep = _payload_get(&p, data, "echo data")
+        try:
+            if p.size == 0:
+                raise ValueError("echo data must not be empty")
+            self._enter()
+            try:
+                for s in self._router.servers:
+                    conn = s.conn(0, self._exc)
+                    try:
+                        conn.open(self, deadline)
+                    except _NotSent as e:
+                        raise e.args[0] from None
+                    while True:
+                        gearman_client_set_timeout(conn.c, _slice_ms(deadline, SLICE_MS))
+                        with nogil:
+                            rc = gearman_client_echo(conn.c, p.ptr, p.size)
+                        if rc != GEARMAN_TIMEOUT:
+                            break
+                        conn.tick(deadline, "no echo")
+                    if rc != GEARMAN_SUCCESS:
+                        err = _error(rc, conn, None)
+                        conn.reset()
+                        raise err
+                return True
+            finally:
+                self._busy = False
+        finally:
+            _payload_release(&p)
+
+    def _server_for_handle(self, str handle):
+        s = self._router.handles.get(handle)
+        return (<_Server>s).address if s is not None else None
+
+    def _close(self):
+        if self._closed:
+            return
+        if self._busy:
+            raise RuntimeError("cannot close a GearmanClient while another thread is using it")
+        if self._stream is not None:
+            self._stream.close()
+        self._closed = True
+        self._pending = []
+        self._single = None
+        self._reset_all()
+
+    def __del__(self):
+        if not self._closed and self._router.servers:
+            try:
+                warnings.warn(f"unclosed {type(self).__name__} {self.servers!r}; use close() or "
+                              f"'with'", ResourceWarning, source=self)
+            except Exception:
+                pass  # interpreter shutdown: the memory is freed by __dealloc__ regardless
+
+
+cdef GearmanTask _callbacks_task(Client client, bytes fn, int priority, on_data, on_warning,
+                                 on_status):
+    """The listener of a single job's on_data/on_warning/on_status: only those events reach
+    Python, and never the client-wide task-set callbacks."""
+    cdef GearmanTask t = _new_task(client, fn, None, None, priority, False)
+    for cb in (on_data, on_warning, on_status):
+        if cb is not None and not callable(cb):
+            raise TypeError(f"callbacks must be callable, not {type(cb).__name__}")
+    t._want_mask = 0
+    if on_data is not None:
+        t._on_data = lambda task, chunk: on_data(chunk)
+        t._want_mask |= EV_DATA
+    if on_warning is not None:
+        t._on_warning = lambda task, chunk: on_warning(chunk)
+        t._want_mask |= EV_WARNING
+    if on_status is not None:
+        t._on_status = lambda task: on_status(task.numerator, task.denominator)
+        t._want_mask |= EV_STATUS
+    return t

@@ -1,0 +1,160 @@
+# The connection layer: a job server (_Server) and the libgearman client handles to it (_Conn).
+
+
+@cython.final
+cdef class _Conn:
+    """One libgearman client handle to one job server, made on first use.
+
+    Ownership: the handle owns every task added to it. ``reset()`` frees the handle (and with it
+    every task still in it) and bumps ``gen``; whoever added a task remembers the generation it
+    added it in and frees it itself only while ``gen`` is unchanged. Runs use
+    GEARMAN_CLIENT_FREE_TASKS, so libgearman frees finished tasks; an unfinished run is always
+    abandoned by ``reset()``. This is the only place a libgearman client handle is freed.
+    """
+
+    def __cinit__(self, _Server server, _Exc carrier):
+        self.server = server
+        self.carrier = carrier
+        self.c = NULL
+        self.gen = 0
+
+    cdef int open(self, Client owner, double deadline) except -1:
+        """Create, configure and arm the handle if needed. Raises _NotSent(error) when nothing
+        can have reached the server (unreachable, not a Gearman server)."""
+        cdef gearman_return_t rc
+        cdef _Server s = self.server
+        cdef const char *host = s.host
+        cdef in_port_t port = <in_port_t>s.port
+        cdef const char *ident
+        cdef size_t ident_len
+        if self.c != NULL and self.armed:
+            return 0
+        if self.c == NULL:
+            if not s.probed:
+                try:
+                    s.probed = _probe(s.host, s.port, s.address)
+                except ProtocolError as e:
+                    raise _NotSent(e)
+            self.c = gearman_client_create(NULL)
+            if self.c == NULL:
+                raise MemoryError("gearman_client_create failed")
+            # gearman_client_create has already added $GEARMAN_SERVERS; this handle is for one server
+            gearman_client_remove_servers(self.c)
+            with nogil:   # resolves the name (getaddrinfo)
+                rc = gearman_client_add_server(self.c, host, port)
+            if rc != GEARMAN_SUCCESS:
+                err = _error(rc, self, None)
+                self.reset()
+                raise _NotSent(err)
+            gearman_client_set_timeout(self.c, SLICE_MS)
+            gearman_client_set_log_fn(self.c, _log_line, <void *>self.carrier, _log_verbosity())
+            gearman_client_set_created_fn(self.c, _on_created)
+            gearman_client_set_data_fn(self.c, _on_data)
+            gearman_client_set_warning_fn(self.c, _on_warning)
+            gearman_client_set_status_fn(self.c, _on_status)
+            gearman_client_set_complete_fn(self.c, _on_complete)
+            gearman_client_set_exception_fn(self.c, _on_exception)
+            gearman_client_set_fail_fn(self.c, _on_fail)
+            gearman_client_add_options(self.c, GEARMAN_CLIENT_FREE_TASKS)
+            if owner._namespace is not None:
+                gearman_client_set_namespace(self.c, PyBytes_AS_STRING(owner._namespace),
+                                             PyBytes_GET_SIZE(owner._namespace))
+            if owner._identifier is not None:
+                ident = PyBytes_AS_STRING(owner._identifier)
+                ident_len = PyBytes_GET_SIZE(owner._identifier)
+                with nogil:   # sends SET_CLIENT_ID at once (connects)
+                    rc = gearman_client_set_identifier(self.c, ident, ident_len)
+                if rc != GEARMAN_SUCCESS:
+                    err = _error(rc, self, "sending the identifier")
+                    self.reset()
+                    raise _NotSent(err)
+        self._arm(deadline)
+        return 0
+
+    cdef int _arm(self, double deadline) except -1:
+        """Make sure WORK_EXCEPTION reaches us as such: without the option libgearman 1.1.20
+        hangs on any job whose worker raises (docs/libgearman-1.1.20.md#exception-hang). It must
+        be set after add_server and only sticks once a server has accepted it, so we retry until
+        it does."""
+        cdef bint ok
+        cdef gearman_return_t rc
+        while not self.armed:
+            gearman_client_set_timeout(self.c, _slice_ms(deadline, SLICE_MS))
+            with nogil:
+                ok = gearman_client_set_server_option(self.c, b"exceptions", 10)
+            if ok:
+                self.armed = True
+                # the handle is connected now: lift libgearman's 32 KiB socket buffers
+                # (docs/libgearman-1.1.20.md#socket-buffers-32k)
+                enlarge_socket_buffers([(self.server.host.decode("utf-8", "replace"),
+                                         self.server.port)])
+                break
+            rc = gearman_client_error_code(self.c)
+            if rc == GEARMAN_TIMEOUT:
+                self.tick(deadline, "no answer from the job server")
+                continue
+            err = _error(rc, self, None if _is_conn_error(rc) else "setting the 'exceptions' option")
+            self.reset()
+            if _is_conn_error(rc):
+                raise _NotSent(err)
+            raise err
+        return 0
+
+    cdef int tick(self, double deadline, str what) except -1:
+        """Between two slices of a blocking call: surface Ctrl-C and enforce the deadline.
+        Either way the call is abandoned mid-protocol, so the connection is dropped."""
+        try:
+            _check_signals(self.carrier)
+        except BaseException:
+            self.reset()
+            raise
+        if deadline >= 0 and _now() >= deadline:
+            self.reset()
+            raise GearmanTimeoutError(f"{self.server.address}: {what} before the deadline",
+                                      GEARMAN_TIMEOUT)
+        return 0
+
+    cdef void reset(self) noexcept:
+        """Start over with a new handle on next use: drops the socket, half-sent or half-read
+        packets, every task and every counter. A new handle rather than remove/add_servers:
+        re-sending the stored "exceptions" option inside run_tasks loses the next reply
+        (docs/libgearman-1.1.20.md#exception-option-reissue), and COULD_NOT_CONNECT leaves the
+        counters skewed (docs/libgearman-1.1.20.md#could-not-connect-skew). Freed without the
+        GIL: closing a socket with unsent data can linger (docs/libgearman-1.1.20.md#linger-10s)."""
+        cdef gearman_client_st *c = self.c
+        self.c = NULL
+        if c != NULL:
+            with nogil:
+                gearman_client_free(c)
+        self.gen += 1
+        self.armed = False
+        self.server.probed = False     # whatever listens there now gets looked at again
+
+    def __dealloc__(self):
+        if self.c != NULL:
+            gearman_client_free(self.c)
+            self.c = NULL
+
+
+@cython.final
+cdef class _Server:
+    """One job server: its address, whether it failed recently, and a pool of connections
+    (``conns[0]`` serves single calls; a run opens more when one connection is full)."""
+
+    def __cinit__(self, bytes host, int port, Py_ssize_t index):
+        self.host = host
+        self.port = port
+        self.index = index
+        h = host.decode("utf-8", "replace")
+        self.address = f"[{h}]:{port}" if ":" in h else f"{h}:{port}"
+        self.conns = []
+
+    cdef _Conn conn(self, Py_ssize_t i, _Exc carrier):
+        while len(self.conns) <= i:
+            self.conns.append(_Conn(self, carrier))
+        return <_Conn>self.conns[i]
+
+    cdef void reset_all(self) noexcept:
+        cdef _Conn c
+        for c in self.conns:
+            c.reset()

@@ -1,0 +1,62 @@
+# The router: which job server gets a job, which servers are set aside, where a handle lives.
+
+
+@cython.final
+cdef class _Router:
+    """Server order and failover for one client.
+
+    A job with a unique always goes to the same server first (a stable hash, so that clients in
+    other processes coalesce with it); a job without one goes round robin. A server that could
+    not be reached is tried last for a second. Failover moves a job that never left this
+    process to the next server; a job the server acknowledged is never sent again.
+    """
+
+    def __cinit__(self):
+        self.servers = []
+        self.rr = 0
+        self.handles = {}
+
+    cdef _Server first(self, const char *uq, Py_ssize_t uqn):
+        """The server a new job goes to (uq NULL: round robin)."""
+        cdef Py_ssize_t n = len(self.servers), start, i
+        cdef double now
+        cdef _Server s
+        if n == 1:
+            return <_Server>self.servers[0]
+        if uq != NULL:
+            start = <Py_ssize_t>(_fnv1a(uq, uqn) % <unsigned long long>n)
+        else:
+            start = self.rr % n
+            self.rr += 1
+        now = _now()
+        for i in range(n):
+            s = <_Server>self.servers[(start + i) % n]
+            if s.down_until <= now:
+                return s
+        return <_Server>self.servers[start]
+
+    cdef _Server after(self, _Server s):
+        """The server to try when s could not take a job."""
+        return <_Server>self.servers[(s.index + 1) % len(self.servers)]
+
+    cdef object mark_down(self, _Server s, object err):
+        """A job could not be sent to s: try s last for a second; returns the error."""
+        s.down_until = _now() + 1.0
+        if len(self.servers) > 1:
+            _log.warning("%s; trying the next server", err)
+        return err
+
+    cdef object none_reachable(self, object last):
+        if len(self.servers) > 1 and isinstance(last, GearmanError):
+            return GearmanConnectionError(
+                f"no job server could be reached (tried "
+                f"{', '.join([(<_Server>s).address for s in self.servers])}); "
+                f"last error: {last.message}", last.code)
+        return last
+
+    cdef void remember(self, str handle, _Server s):
+        if len(self.servers) < 2:
+            return
+        if len(self.handles) > 100000:
+            self.handles.clear()
+        self.handles[handle] = s

@@ -1,0 +1,321 @@
+# Utilities of the compiled core: clocks and deadlines, the one coercion helper for names,
+# uniques and identifiers, borrowed payloads, generated uniques, server hashing, text.
+
+cdef extern from *:
+    """
+    /* gearman_argument_t has const members: build it and the epoch attribute in C. */
+    static gearman_task_st *pyg_execute_epoch(gearman_client_st *c, const char *fn, size_t fnn,
+                                              const char *uq, size_t uqn, time_t when,
+                                              gearman_job_priority_t prio, const char *wp,
+                                              size_t wn, void *ctx)
+    {
+        gearman_task_attr_t attr = gearman_task_attr_init_epoch(when, prio);
+        gearman_argument_t arg = gearman_argument_make(NULL, 0, wp, wn);
+        return gearman_execute(c, fn, fnn, uq, uqn, &attr, &arg, ctx);
+    }
+    """
+    gearman_task_st *_execute_epoch "pyg_execute_epoch"(
+        gearman_client_st *c, const char *fn, size_t fnn, const char *uq, size_t uqn,
+        time_t when, gearman_job_priority_t prio, const char *wp, size_t wn, void *ctx) nogil
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
+    enum:
+        POLLIN
+
+_log = logging.getLogger("pygearman")
+
+# How long one blocking libgearman call may run before we look at signals and deadlines again:
+# libgearman restarts poll() on EINTR with the full timeout (docs/libgearman-1.1.20.md#eintr-restart).
+cdef enum:
+    SLICE_MS = 100
+cdef double BACKOFF_MIN = 0.1
+cdef double BACKOFF_MAX = 5.0
+
+PRIORITY_HIGH = <int>GEARMAN_JOB_PRIORITY_HIGH
+PRIORITY_NORMAL = <int>GEARMAN_JOB_PRIORITY_NORMAL
+PRIORITY_LOW = <int>GEARMAN_JOB_PRIORITY_LOW
+
+MAX_FUNCTION_NAME = GEARMAN_FUNCTION_MAX_SIZE
+# A unique of exactly GEARMAN_MAX_UNIQUE_SIZE bytes is cut to one less
+# (docs/libgearman-1.1.20.md#limits): the longest unique that travels intact is 63 bytes.
+MAX_UNIQUE = GEARMAN_MAX_UNIQUE_SIZE - 1
+MAX_IDENTIFIER = GEARMAN_MAX_IDENTIFIER
+
+
+def libgearman_version():
+    """The version string of the libgearman loaded at run time."""
+    return (<bytes>gearman_version()).decode()
+
+
+LIBGEARMAN_BUILD_VERSION = (<bytes>LIBGEARMAN_VERSION_STRING).decode()
+
+
+cdef bint _library_is_lifo():
+    """libgearman before 2.0.0 puts new tasks at the head of its list and sends from the head
+    (docs/libgearman-1.1.20.md#lifo-order); 2.0.0 sends them in the order they were added."""
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", libgearman_version())
+    if m is None:
+        return True
+    return tuple(int(x) for x in m.groups()) < (2, 0, 0)
+
+
+# Tasks are added in reverse on a LIFO library, so that they go out in the order given.
+cdef bint _ADD_REVERSED = _library_is_lifo()
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef double _seconds(object timeout) except? -2.0:
+    """A user's timeout in seconds, validated before any I/O; -1 for none (None or inf)."""
+    cdef double t
+    if timeout is None:
+        return -1.0
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    t = timeout
+    if isnan(t) or t < 0:
+        raise ValueError(f"timeout must be >= 0 seconds (or None for no deadline), got {timeout!r}")
+    if t == float("inf"):
+        return -1.0
+    return t
+
+
+cdef double _deadline_from(object timeout, double default) except? -2.0:
+    """Absolute monotonic deadline, or -1 for none. ``default`` (seconds, -1 none) applies when
+    the caller passed nothing."""
+    cdef double t = default if timeout is _UNSET else _seconds(timeout)
+    if t < 0:
+        return -1.0
+    return _now() + t
+
+
+cdef inline int _slice_ms(double deadline, int slice_ms) noexcept nogil:
+    """The next wait's length: slice_ms, or what is left until the deadline (at least 1 ms:
+    libgearman treats 0 as 'never poll', docs/libgearman-1.1.20.md#timeout-per-poll)."""
+    cdef double left
+    if deadline < 0:
+        return slice_ms
+    left = (deadline - _now()) * 1000.0
+    if left >= slice_ms:
+        return slice_ms
+    if left < 1:
+        return 1
+    return <int>left
+
+
+cdef class _Unset:
+    def __repr__(self):
+        return "<default>"
+
+
+_UNSET = _Unset()
+UNSET = _UNSET
+
+cdef enum:
+    # what _coerce() checks a name against
+    C_FUNCTION = 0      # function name: 1..512 bytes, no NUL
+    C_UNIQUE = 1        # unique: None allowed, 1..63 bytes, no NUL
+    C_IDENTIFIER = 2    # identifier: None allowed, 1..254 printable ASCII, no spaces
+    C_HANDLE = 3        # job handle: 1..63 bytes, no NUL
+
+
+cdef bytes _coerce(object value, str what, int kind):
+    """The one place that turns a user's name, unique, identifier or handle into bytes and
+    checks it against the Gearman limits (docs/libgearman-1.1.20.md#limits)."""
+    cdef bytes b
+    cdef Py_ssize_t n, limit
+    cdef const unsigned char *p
+    if value is None and (kind == C_UNIQUE or kind == C_IDENTIFIER):
+        return None
+    if isinstance(value, str):
+        b = (<str>value).encode("utf-8")
+    elif isinstance(value, bytes):
+        b = <bytes>value
+    else:
+        allowed = "str, bytes or None" if kind in (C_UNIQUE, C_IDENTIFIER) else "str or bytes"
+        raise TypeError(f"{what} must be {allowed}, not {type(value).__name__}")
+    n = PyBytes_GET_SIZE(b)
+    if kind == C_HANDLE and (n == 0 or n >= GEARMAN_JOB_HANDLE_SIZE or memchr(PyBytes_AS_STRING(b), 0, n) != NULL):
+        raise ValueError(f"not a job handle: {value!r} (1..{GEARMAN_JOB_HANDLE_SIZE - 1} bytes, "
+                         f"as returned by do_background)")
+    if n == 0:
+        if kind == C_UNIQUE:
+            raise ValueError(f"{what} must not be empty (pass None to let pygearman choose one)")
+        raise ValueError(f"{what} must not be empty")
+    limit = (GEARMAN_FUNCTION_MAX_SIZE if kind == C_FUNCTION else
+             MAX_UNIQUE if kind == C_UNIQUE else
+             GEARMAN_MAX_IDENTIFIER if kind == C_IDENTIFIER else GEARMAN_JOB_HANDLE_SIZE - 1)
+    if n > limit:
+        if kind == C_UNIQUE:
+            raise ValueError(f"{what} is {n} bytes; at most {limit} bytes travel intact through "
+                             f"libgearman")
+        raise ValueError(f"{what} is {n} bytes; the Gearman limit is {limit} bytes")
+    if kind == C_IDENTIFIER:
+        p = <const unsigned char *>PyBytes_AS_STRING(b)
+        for i in range(n):
+            if p[i] <= 32 or p[i] >= 127:
+                raise ValueError(f"{what} may only contain printable ASCII without spaces")
+    elif memchr(PyBytes_AS_STRING(b), 0, n) != NULL:
+        raise ValueError(f"{what} must not contain NUL bytes")
+    return b
+
+
+cdef bytes _namespace_bytes(object namespace):
+    cdef bytes b
+    if namespace is None:
+        return None
+    if isinstance(namespace, str):
+        b = (<str>namespace).encode("utf-8")
+    elif isinstance(namespace, bytes):
+        b = <bytes>namespace
+    else:
+        raise TypeError(f"namespace must be str, bytes or None, not {type(namespace).__name__}")
+    if len(b) > 511 or b"\0" in b:
+        # namespace + function name go into a 1024-byte stack buffer unchecked
+        # (docs/libgearman-1.1.20.md#limits)
+        raise ValueError("namespace must be at most 511 bytes, without NUL")
+    return b or None
+
+
+cdef object _payload_get(_Payload *p, object data, str what):
+    """Borrow a pointer to bytes-like data (no copy) or to the UTF-8 of a str (one encode).
+    Returns the object the caller must keep alive while it uses p (or None)."""
+    cdef bytes enc
+    p.has_view = False
+    p.ptr = NULL
+    p.size = 0
+    if isinstance(data, bytes):
+        p.size = PyBytes_GET_SIZE(data)
+        if p.size:
+            p.ptr = PyBytes_AS_STRING(data)
+        return data
+    if isinstance(data, str):
+        enc = (<str>data).encode("utf-8")
+        p.size = PyBytes_GET_SIZE(enc)
+        if p.size:
+            p.ptr = PyBytes_AS_STRING(enc)
+        return enc
+    if data is None:
+        raise TypeError(f"{what} must be bytes-like or str, not None (use b'' for an empty {what})")
+    try:
+        PyObject_GetBuffer(data, &p.view, PyBUF_SIMPLE)
+    except (TypeError, BufferError) as e:
+        raise TypeError(f"{what} must be bytes-like (bytes, bytearray, memoryview, ...) or str, "
+                        f"not {type(data).__name__} ({e})") from None
+    p.has_view = True
+    p.size = p.view.len
+    if p.size:
+        p.ptr = <const char *>p.view.buf
+    return None
+
+
+cdef inline void _payload_release(_Payload *p) noexcept:
+    if p.has_view:
+        PyBuffer_Release(&p.view)
+        p.has_view = False
+
+
+cdef bytes _payload_copy(object data, str what):
+    """A workload validated and copied now (the caller may reuse a bytearray afterwards)."""
+    cdef _Payload p
+    cdef object keep = _payload_get(&p, data, what)
+    try:
+        if isinstance(keep, bytes):
+            return <bytes>keep
+        return p.ptr[:p.size] if p.size else b""
+    finally:
+        _payload_release(&p)
+
+
+# Uniques for jobs the caller gave none: libgearman's own cost ~9 us per job
+# (docs/libgearman-1.1.20.md#libuuid-unique-cost), so we draw 128 random bits from a pool refilled
+# with os.urandom. The pool is dropped after fork, so parent and child never hand out the same one.
+cdef bytes _rand_pool = b""
+cdef Py_ssize_t _rand_pos = 0
+cdef int _rand_pid = -1
+cdef const char *_HEX = b"0123456789abcdef"
+
+
+cdef void _fresh_unique(char *out) except *:
+    """Writes 32 hex chars + NUL into out."""
+    global _rand_pool, _rand_pos, _rand_pid
+    cdef const unsigned char *src
+    cdef int i
+    if _rand_pid != getpid() or _rand_pos + 16 > PyBytes_GET_SIZE(_rand_pool):
+        _rand_pool = os.urandom(4096)
+        _rand_pos = 0
+        _rand_pid = getpid()
+    src = <const unsigned char *>PyBytes_AS_STRING(_rand_pool) + _rand_pos
+    _rand_pos += 16
+    for i in range(16):
+        out[2 * i] = _HEX[src[i] >> 4]
+        out[2 * i + 1] = _HEX[src[i] & 15]
+    out[32] = 0
+
+
+def new_unique():
+    """A fresh random unique (32 hex characters), as pygearman uses for background jobs."""
+    cdef char buf[33]
+    _fresh_unique(buf)
+    return (<bytes>buf).decode("ascii")
+
+
+cdef unsigned long long _fnv1a(const char *p, Py_ssize_t n) noexcept:
+    """A hash that is the same in every process (Python's hash() is salted per process), so
+    every client sends a given unique to the same server and coalescing works."""
+    cdef unsigned long long h = 1469598103934665603ULL
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ <unsigned char>p[i]) * 1099511628211ULL
+    return h
+
+
+cdef str _text(const char *s):
+    if s == NULL:
+        return ""
+    return s[:strlen(s)].decode("utf-8", "replace")
+
+
+cdef str _clean(str msg):
+    """libgearman's texts end in ' -> libgearman/file.cc:123: pid(N)'; keep the useful part."""
+    cdef Py_ssize_t i = msg.find(" -> libgearman")
+    if i > 0:
+        msg = msg[:i]
+    return msg
+
+
+cdef int _check_batch(object batch) except -1:
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise TypeError(f"batch must be an int, not {type(batch).__name__}")
+    if not 1 <= batch <= 1000000:
+        raise ValueError(f"batch must be between 1 and 1000000, got {batch}")
+    return 0
+
+
+cdef int _check_priority(object priority) except -1:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be a Priority, not {type(priority).__name__}")
+    if priority not in (PRIORITY_HIGH, PRIORITY_NORMAL, PRIORITY_LOW):
+        raise ValueError(f"priority must be Priority.HIGH, NORMAL or LOW, not {priority!r}")
+    return 0
+
+
+cdef double _epoch_of(object when) except -1.0:
+    if isinstance(when, bool) or when is None:
+        raise TypeError("when must be a datetime or a POSIX timestamp")
+    if hasattr(when, "timestamp") and callable(when.timestamp):
+        return when.timestamp()   # naive datetimes are local time, as datetime.timestamp() says
+    if isinstance(when, (int, float)):
+        if isnan(when) or when < 0 or when > 253402300799:
+            raise ValueError(f"when must be a time between 1970 and 9999, got {when!r}")
+        return when
+    raise TypeError(f"when must be a datetime or a POSIX timestamp, not {type(when).__name__}")

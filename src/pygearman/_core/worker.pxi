@@ -1,0 +1,630 @@
+# The worker: the job object handed to functions, the trampoline, and the work loop.
+
+@cython.final
+cdef class _Function:
+    cdef object func
+    cdef str name
+    cdef unsigned int timeout
+    cdef PyObject *worker   # borrowed: the worker owns its _Function objects (no cycle)
+
+
+cdef class GearmanJob:
+    """A job handed to a worker function. Valid only until that function returns."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("GearmanJob objects are made by pygearman for worker functions")
+
+    cdef int _check(self) except -1:
+        if self._job == NULL:
+            raise RuntimeError("this GearmanJob is finished: it can only be used while its worker "
+                               "function runs")
+        if PyThread_get_thread_ident() != self._owner:
+            raise RuntimeError("a GearmanJob can only be used from the thread running its function")
+        return 0
+
+    cdef int _sent(self, gearman_return_t rc, str what) except -1:
+        return _check(rc, self, what)
+
+    @property
+    def workload(self):
+        """The job's data (bytes)."""
+        return self._workload
+
+    @property
+    def handle(self):
+        """The job handle the server gave this job (str)."""
+        self._check()
+        return _text(gearman_job_handle(self._job))
+
+    @property
+    def unique(self):
+        """The job's unique key (str)."""
+        self._check()
+        return _text(gearman_job_unique(self._job))
+
+    @property
+    def function_name(self):
+        """The function name the client asked for (str)."""
+        self._check()
+        return _text(gearman_job_function_name(self._job))
+
+    def send_status(self, numerator, denominator):
+        """Report progress (numerator out of denominator) to the client and to job_status()."""
+        cdef uint32_t n, d
+        cdef gearman_return_t rc
+        self._check()
+        if not isinstance(numerator, int) or not isinstance(denominator, int):
+            raise TypeError("send_status takes two integers")
+        if not (0 <= numerator <= 0xFFFFFFFF and 0 <= denominator <= 0xFFFFFFFF):
+            raise ValueError("status numbers must be in 0..2**32-1")
+        n = numerator
+        d = denominator
+        with nogil:
+            rc = gearman_job_send_status(self._job, n, d)
+        return self._sent(rc, "send_status")
+
+    cdef int _send_bytes(self, int kind, object data) except -1:
+        cdef object keep = None
+        cdef _Payload p
+        cdef gearman_return_t rc
+        self._check()
+        keep = _payload_get(&p, data, "data")
+        try:
+            with nogil:
+                if kind == 0:
+                    rc = gearman_job_send_data(self._job, p.ptr, p.size)
+                elif kind == 1:
+                    rc = gearman_job_send_warning(self._job, p.ptr, p.size)
+                else:
+                    rc = gearman_job_send_complete(self._job, p.ptr, p.size)
+        finally:
+            _payload_release(&p)
+        if kind == 2:
+            self._finished = True
+        return self._sent(rc, ("send_data", "send_warning", "send_complete")[kind])
+
+    def send_data(self, data):
+        """Send a chunk of partial result (WORK_DATA)."""
+        self._send_bytes(0, data)
+
+    def send_warning(self, data):
+        """Send a warning (WORK_WARNING)."""
+        self._send_bytes(1, data)
+
+    def send_complete(self, data=b""):
+        """Finish the job with this result now; the function's return value is then ignored."""
+        self._check()
+        if self._finished:
+            raise RuntimeError("this job already has its outcome")
+        self._send_bytes(2, data)
+
+    def send_fail(self):
+        """Finish the job as failed (WORK_FAIL)."""
+        cdef gearman_return_t rc
+        self._check()
+        if self._finished:
+            raise RuntimeError("this job already has its outcome")
+        with nogil:
+            rc = gearman_job_send_fail(self._job)
+        self._finished = True
+        self._sent(rc, "send_fail")
+
+    def send_exception(self, message):
+        """Finish the job with an exception message (WORK_EXCEPTION)."""
+        self._check()
+        if self._finished:
+            raise RuntimeError("this job already has its outcome")
+        if isinstance(message, str):
+            message = message.encode("utf-8")
+        if not isinstance(message, bytes):
+            raise TypeError("send_exception takes str or bytes")
+        self._send_exception(message or b"exception")
+
+    cdef int _send_exception(self, bytes message) except -1:
+        cdef gearman_return_t rc
+        cdef const char *p = PyBytes_AS_STRING(message)
+        cdef size_t n = PyBytes_GET_SIZE(message)
+        with nogil:
+            rc = gearman_job_send_exception(self._job, p, n)
+        self._finished = True
+        return self._sent(rc, "send_exception")
+
+    def __repr__(self):
+        if self._job == NULL:
+            return "<GearmanJob (finished)>"
+        return f"<GearmanJob {self.function_name!r} handle={self.handle!r}>"
+
+
+cdef gearman_return_t _job_trampoline(gearman_job_st *job, void *context) noexcept with gil:
+    cdef _Function f = <_Function>context
+    cdef GearmanJob pj
+    cdef gearman_return_t ret = GEARMAN_SUCCESS
+    cdef const char *wl
+    try:
+        pj = GearmanJob.__new__(GearmanJob)
+        pj._job = job
+        pj._owner = PyThread_get_thread_ident()
+        wl = <const char *>gearman_job_workload(job)
+        pj._workload = wl[:gearman_job_workload_size(job)] if wl != NULL else b""
+        (<Worker>f.worker)._jobs += 1
+        if (<Worker>f.worker)._reident_next:
+            # first job since a Retry closed the sockets: we are connected and registered again
+            (<Worker>f.worker)._reident_next = False
+            (<Worker>f.worker)._apply_identifier()
+    except BaseException as e:
+        # Out of memory or similar before the user's code ran: let the server requeue the job.
+        (<Worker>f.worker)._exc.store(e)
+        return GEARMAN_ERROR
+    try:
+        result = f.func(pj)
+        if not pj._finished:
+            pj._send_bytes(2, _result_bytes(result, f.name))
+    except Retry as e:
+        ret = _job_retry(f, pj, e)
+    except BaseException as e:
+        ret = _job_failed(f, pj, e)
+    pj._job = NULL
+    return ret
+
+
+cdef gearman_return_t _job_retry(_Function f, GearmanJob pj, object e) noexcept:
+    """The function asked for a retry: hand the job back to gearmand (GEARMAN_ERROR drops the
+    connection and the server requeues the job), at most max_retries times per job handle as
+    seen by this worker; then fail it with an exception the client can read."""
+    cdef Worker w = <Worker>f.worker
+    try:
+        if pj._finished:
+            return GEARMAN_SUCCESS
+        handle = _text(gearman_job_handle(pj._job))
+        limit = e.max_retries if e.max_retries is not None else w._max_retries
+        count = w._retries.get(handle, 0) + 1
+        if count > limit:
+            w._retries.pop(handle, None)
+            text = f"Retry: gave up after {limit} retries" + (f": {e}" if str(e) else "")
+            _log.info("job %r %s", f.name, text)
+            try:
+                pj._send_exception(text.encode("utf-8", "replace"))
+            except GearmanError as send_err:
+                _log.warning("could not send the exception of job %r: %s", f.name, send_err)
+            return GEARMAN_FAIL
+        if len(w._retries) > 10000:
+            w._retries.clear()
+        w._retries[handle] = count
+        _log.info("job %r asked to be retried (%d/%d)", f.name, count, limit)
+        if e.delay:
+            w._backoff_sleep(e.delay)
+        # the connection is dropped: the identifier goes again with the next job, when
+        # libgearman has reconnected and registered (see _job_trampoline)
+        w._reident_next = True
+        return GEARMAN_ERROR
+    except BaseException as inner:
+        w._exc.store(inner)
+        return GEARMAN_FAIL
+
+
+cdef object _result_bytes(object result, str name):
+    if result is None:
+        return b""
+    if isinstance(result, (bytes, str, bytearray, memoryview)):
+        return result
+    try:
+        memoryview(result)
+    except TypeError:
+        raise TypeError(f"worker function for {name!r} returned {type(result).__name__}; return "
+                        f"bytes, bytearray, memoryview, str or None") from None
+    return result
+
+
+cdef gearman_return_t _job_failed(_Function f, GearmanJob pj, BaseException e) noexcept:
+    """A job function raised. Exception -> WORK_EXCEPTION with the real text, and the job is
+    done (never GEARMAN_ERROR: that requeues it forever,
+    docs/libgearman-1.1.20.md#error-return-requeues). KeyboardInterrupt and
+    SystemExit requeue the job (the worker is going away) and re-raise after work() returns."""
+    try:
+        if not isinstance(e, Exception):
+            (<Worker>f.worker)._exc.store(e)
+            if pj._finished:
+                return GEARMAN_SUCCESS
+            return GEARMAN_ERROR
+        if pj._finished:
+            _log.exception("worker function for %r raised after sending its outcome", f.name,
+                           exc_info=e)
+            return GEARMAN_SUCCESS
+        _log.info("job %r raised %s: %s", f.name, type(e).__name__, e)
+        text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        try:
+            pj._send_exception(text.encode("utf-8", "replace"))
+        except GearmanError as send_err:
+            _log.warning("could not send the exception of job %r: %s", f.name, send_err)
+        return GEARMAN_FAIL
+    except BaseException as inner:
+        (<Worker>f.worker)._exc.store(inner)
+        return GEARMAN_FAIL
+
+
+cdef class Worker:
+    """Compiled core of :class:`pygearman.GearmanWorker` (use that class)."""
+
+    def __cinit__(self, *args, **kwargs):
+        cdef gearman_id_t wid
+        self._servers = []
+        self._functions = {}
+        self._retired = []
+        self._retries = {}
+        self._max_retries = 3
+        self._identifier = None
+        self._exc = _Exc()
+        self._w = gearman_worker_create(NULL)
+        if self._w == NULL:
+            raise MemoryError("gearman_worker_create failed")
+        gearman_worker_remove_servers(self._w)   # drop $GEARMAN_SERVERS; the Python layer decides
+        # set_timeout also turns on GEARMAN_WORKER_TIMEOUT_RETURN, without which the worker
+        # swallows timeouts and we could never look at signals (docs/libgearman-1.1.20.md#timeout-per-poll).
+        gearman_worker_set_timeout(self._w, SLICE_MS)
+        gearman_worker_set_log_fn(self._w, _log_line, <void *>self._exc, _log_verbosity())
+        wid = gearman_worker_id(self._w)
+        self._read_fd = wid.read_fd
+        self._write_fd = wid.write_fd
+
+    def __dealloc__(self):
+        if self._w != NULL:
+            gearman_worker_free(self._w)
+            self._w = NULL
+
+    cdef int _enter(self) except -1:
+        if self._closed:
+            raise RuntimeError("this GearmanWorker is closed")
+        if self._busy:
+            raise RuntimeError("this GearmanWorker is in use by another call (a worker is not "
+                               "thread-safe: use one per thread)")
+        self._busy = True
+        return 0
+
+    def _add_server(self, bytes host, int port):
+        cdef gearman_return_t rc
+        self._enter()
+        try:
+            rc = gearman_worker_add_server(self._w, host, <in_port_t>port)
+            if rc != GEARMAN_SUCCESS:
+                _check(rc, self, None)
+            self._servers.append((host, port))
+        finally:
+            self._busy = False
+
+    @property
+    def servers(self):
+        return [(f"[{h.decode()}]:{p}" if b":" in h else f"{h.decode()}:{p}") for h, p in self._servers]
+
+    @property
+    def functions(self):
+        """Names of the registered functions."""
+        return list(self._functions)
+
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def jobs_processed(self):
+        """How many jobs were handed to a function so far."""
+        return self._jobs
+
+    def _add_function(self, name, function, timeout):
+        """Register ``function(job) -> result`` under ``name``. ``timeout`` (seconds, whole) is
+        the server-side CAN_DO_TIMEOUT: 0 means none."""
+        cdef bytes bname = _coerce(name, "function name", C_FUNCTION)
+        cdef gearman_return_t rc
+        cdef _Function f
+        if not callable(function):
+            raise TypeError(f"function must be callable, not {type(function).__name__}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int):
+            raise TypeError("timeout must be a whole number of seconds")
+        if not 0 <= timeout <= 0xFFFFFFFF:
+            raise ValueError("timeout must be between 0 and 2**32-1 seconds")
+        f = _Function.__new__(_Function)
+        f.func = function
+        f.timeout = timeout
+        f.name = bname.decode("utf-8", "replace")
+        f.worker = <PyObject *>self
+        self._enter()
+        try:
+            rc = gearman_worker_define_function(self._w, bname, PyBytes_GET_SIZE(bname),
+                                                gearman_function_create(_job_trampoline),
+                                                <uint32_t>timeout, <void *>f)
+            if rc != GEARMAN_SUCCESS:
+                _check(rc, self, None)
+            # libgearman replaced any earlier definition: only now may the old context die.
+            old = self._functions.get(f.name)
+            if old is not None:
+                self._retired.append(old)
+            self._functions[f.name] = f
+        finally:
+            self._busy = False
+
+    def _unregister(self, name):
+        """Stop taking jobs for one function."""
+        cdef bytes bname = _coerce(name, "function name", C_FUNCTION)
+        cdef gearman_return_t rc
+        key = bname.decode("utf-8", "replace")
+        if key not in self._functions:
+            raise KeyError(f"no function {key!r} is registered")
+        self._enter()
+        try:
+            rc = gearman_worker_unregister(self._w, bname)
+            if rc != GEARMAN_SUCCESS:
+                _check(rc, self, None)
+            # libgearman drops the function lazily: keep its context alive until the worker dies.
+            self._retired.append(self._functions.pop(key))
+        finally:
+            self._busy = False
+
+    def _function_items(self):
+        """[(name, callable, timeout)] of the registered functions (for clone())."""
+        cdef _Function f
+        out = []
+        for f in self._functions.values():
+            out.append((f.name, f.func, f.timeout))
+        return out
+
+    def _unregister_all(self):
+        """Stop taking jobs for every function."""
+        cdef gearman_return_t rc
+        self._enter()
+        try:
+            if self._functions:
+                rc = gearman_worker_unregister_all(self._w)
+                if rc != GEARMAN_SUCCESS:
+                    _check(rc, self, None)
+                self._retired.extend(self._functions.values())
+                self._functions = {}
+        finally:
+            self._busy = False
+
+    def _set_namespace(self, namespace):
+        cdef bytes b
+        if isinstance(namespace, str):
+            b = namespace.encode("utf-8")
+        elif isinstance(namespace, bytes):
+            b = namespace
+        else:
+            raise TypeError(f"namespace must be str or bytes, not {type(namespace).__name__}")
+        if len(b) > 511 or b"\0" in b:
+            raise ValueError("namespace must be at most 511 bytes, without NUL")
+        if self._functions:
+            raise RuntimeError("set the namespace before adding functions")
+        gearman_worker_set_namespace(self._w, b, len(b))
+
+    def _set_max_retries(self, n):
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError("max_retries must be an int")
+        if not 0 <= n <= 1000000:
+            raise ValueError("max_retries must be between 0 and 1000000")
+        self._max_retries = n
+
+    @property
+    def max_retries(self):
+        """How often this worker hands a job back (raise Retry) before failing it."""
+        return self._max_retries
+
+    @property
+    def identifier(self):
+        return self._identifier.decode() if self._identifier is not None else None
+
+    def _set_identifier(self, identifier):
+        """Name this worker for the admin protocol (``workers``). libgearman 1.1.20 forgets it
+        after a reconnect; pygearman sends it again."""
+        cdef bytes b = _coerce(identifier, "identifier", C_IDENTIFIER)
+        self._enter()
+        try:
+            self._identifier = b
+            self._apply_identifier()
+        finally:
+            self._busy = False
+
+    cdef int _apply_identifier(self) except -1:
+        """Send the identifier again: libgearman 1.1.20 sends it once per connection object,
+        never after a reconnect. Only called right after work() returned without a connection
+        error, i.e. with the sockets connected: gearman_worker_set_identifier() would connect a
+        closed socket itself, and libgearman then skips that server's CAN_DO registrations."""
+        cdef gearman_return_t rc
+        cdef const char *p
+        cdef size_t n
+        if self._identifier is None or not self._servers:
+            self._reident = False
+            return 0
+        p = PyBytes_AS_STRING(self._identifier)
+        n = PyBytes_GET_SIZE(self._identifier)
+        with nogil:   # sends SET_CLIENT_ID on each connected socket
+            rc = gearman_worker_set_identifier(self._w, p, n)
+        _log.debug("worker: identifier %r sent again (%s)", self._identifier, strerror(rc))
+        self._reident = False
+        self._ident_at = _now()
+        return 0
+
+    cdef int _backoff_sleep(self, double seconds) except -1:
+        """Sleep without the GIL, woken early by stop()."""
+        cdef pollfd pfd
+        cdef int ms
+        cdef double until = _now() + seconds
+        while not self._stop_requested:
+            ms = <int>((until - _now()) * 1000)
+            if ms <= 0:
+                break
+            pfd.fd = self._read_fd
+            pfd.events = POLLIN
+            pfd.revents = 0
+            with nogil:
+                poll(&pfd, 1, ms if ms < SLICE_MS else SLICE_MS)
+            _check_signals(self._exc)
+        return 0
+
+    # -- the work loop -----------------------------------------------------------------------
+
+    cdef void _drain_wakeup(self) noexcept:
+        cdef char buf[64]
+        while read(self._read_fd, buf, sizeof(buf)) > 0:
+            pass
+
+    cdef int _backoff_wait(self, double deadline) except -1:
+        """Server unreachable: wait (interruptibly: stop() writes to the pipe we poll) instead of
+        spinning at 54k connect attempts per second (docs/libgearman-1.1.20.md#worker-connect-spin)."""
+        cdef double until, left
+        cdef pollfd pfd
+        cdef int ms, r
+        self._backoff = BACKOFF_MIN if self._backoff == 0 else min(self._backoff * 2, BACKOFF_MAX)
+        until = _now() + self._backoff
+        if deadline >= 0 and deadline < until:
+            until = deadline
+        while True:
+            left = until - _now()
+            if left <= 0:
+                return 0
+            ms = <int>(left * 1000) + 1
+            if ms > SLICE_MS:
+                ms = SLICE_MS
+            pfd.fd = self._read_fd
+            pfd.events = POLLIN
+            pfd.revents = 0
+            with nogil:
+                r = poll(&pfd, 1, ms)
+            _check_signals(self._exc)
+            if self._stop_requested:
+                return 0
+
+    cdef object _loop(self, bint one, double deadline):
+        """Process jobs until one is done (one=True), stop() is called, or the deadline passes.
+        Returns the number of jobs handed to functions."""
+        cdef gearman_return_t rc
+        cdef unsigned long long start = self._jobs
+        cdef bint warned = False
+        self._enter()
+        try:
+            if not self._functions:
+                raise RuntimeError("no functions registered: call add_function() first")
+            if not self._servers:
+                raise ValueError("no job servers: add one with add_server()")
+            while True:
+                if self._stop_requested:
+                    break
+                if not self._probed:
+                    self._probe_all()
+                gearman_worker_set_timeout(self._w, _slice_ms(deadline, SLICE_MS))
+                with nogil:
+                    rc = gearman_worker_work(self._w)
+                self._exc.raise_if_stored()
+                if rc == GEARMAN_SUCCESS or rc == GEARMAN_WORK_FAIL or rc == GEARMAN_TIMEOUT \
+                        or rc == GEARMAN_IO_WAIT or rc == GEARMAN_NO_JOBS:
+                    if self._backoff:
+                        _log.info("worker reconnected to the job server")
+                        self._reident = True
+                        self._bufs_done = False
+                    if not self._bufs_done and rc != GEARMAN_IO_WAIT:
+                        # connected (libgearman pins 32 KiB socket buffers; lift them)
+                        enlarge_socket_buffers([(h.decode("utf-8", "replace"), p)
+                                                for h, p in self._servers])
+                        self._bufs_done = True
+                    self._backoff = 0
+                    warned = False
+                    # libgearman does not re-send the identifier after a reconnect, and some
+                    # reconnects are silent (server restarted during a job): re-send it after
+                    # errors and every 2 s (one small packet).
+                    if self._identifier is not None and not self._reident_next and (
+                            self._reident or (len(self._servers) == 1 and _now() - self._ident_at > 2)):
+                        self._apply_identifier()
+                    if one and self._jobs != start and rc != GEARMAN_TIMEOUT:
+                        break
+                elif rc == GEARMAN_SHUTDOWN_GRACEFUL:
+                    self._drain_wakeup()     # sticky until drained (docs/libgearman-1.1.20.md#wakeup-pipe-sticky)
+                elif rc == GEARMAN_SHUTDOWN:
+                    break
+                elif _is_conn_error(rc):
+                    self._probed = False    # look at whatever answers there next
+                    if not warned:
+                        _log.warning("worker: %s; retrying with backoff",
+                                     _clean(_text(gearman_worker_error(self._w))) or strerror(rc))
+                        warned = True
+                    self._backoff_wait(deadline)
+                else:
+                    # e.g. gearmand answering a late WORK_COMPLETE with ERROR after it requeued a
+                    # job whose CAN_DO_TIMEOUT passed: report it, keep the worker alive.
+                    _log.warning("worker: %s", _clean(_text(gearman_worker_error(self._w))) or strerror(rc))
+                    self._reident = True
+                    self._backoff_wait(deadline)
+                _check_signals(self._exc)
+                if deadline >= 0 and _now() >= deadline:
+                    break
+        finally:
+            self._stop_requested = False
+            self._busy = False
+        return self._jobs - start
+
+    def _work(self, timeout):
+        """Wait for one job and run it. Returns True if a job was processed, False if the
+        timeout passed or stop() was called first."""
+        return self._loop(True, _deadline_from(timeout, -1.0)) > 0
+
+    def _run(self, timeout):
+        """Process jobs until stop() is called (from any thread or a signal handler), Ctrl-C,
+        or the timeout. Returns the number of jobs processed."""
+        return self._loop(False, _deadline_from(timeout, -1.0))
+
+    def _stop(self):
+        """Ask a running work()/run() to return after the job in hand. Safe from any thread and
+        from signal handlers (it only writes a byte to libgearman's wakeup pipe)."""
+        cdef gearman_id_t wid
+        if self._closed:
+            return
+        self._stop_requested = True
+        wid.read_fd = self._read_fd
+        wid.write_fd = self._write_fd
+        gearman_kill(wid, GEARMAN_INTERRUPT)
+
+    cdef int _probe_all(self) except -1:
+        known = True
+        for host, port in self._servers:
+            known = _probe(host, port, f"{host.decode()}:{port}") and known
+        self._probed = known
+        return 0
+
+    def _echo(self, data):
+        """Check each job server answers (ECHO)."""
+        cdef object keep = None
+        cdef _Payload p
+        cdef gearman_return_t rc
+        keep = _payload_get(&p, data, "echo data")
+        try:
+            if p.size == 0:
+                raise ValueError("echo data must not be empty")
+            self._enter()
+            try:
+                if not self._probed:
+                    self._probe_all()
+                with nogil:
+                    rc = gearman_worker_echo(self._w, p.ptr, p.size)
+                if rc != GEARMAN_SUCCESS:
+                    _check(rc, self, None)
+                return True
+            finally:
+                self._busy = False
+        finally:
+            _payload_release(&p)
+
+    def _close(self):
+        """Disconnect and free the worker. Idempotent."""
+        if self._closed:
+            return
+        if self._busy:
+            raise RuntimeError("cannot close a GearmanWorker while it is working; call stop() first")
+        self._closed = True
+        if self._w != NULL:
+            gearman_worker_free(self._w)
+            self._w = NULL
+        self._functions = {}
+
+    def __del__(self):
+        if not self._closed and self._servers:
+            try:
+                warnings.warn(f"unclosed {type(self).__name__}; use close() or 'with'",
+                              ResourceWarning, source=self)
+            except Exception:
+                pass  # interpreter shutdown: the memory is freed by __dealloc__ regardless
