@@ -1,4 +1,5 @@
-"""Shared fixtures: real gearmand servers (from pygearman.testing) and workers in threads."""
+"""Shared fixtures: real gearmand servers (from pygearman.testing), workers in threads and Python
+children in processes. Plain helpers are in _support/."""
 from __future__ import annotations
 
 import itertools
@@ -6,12 +7,15 @@ import shutil
 import subprocess
 import threading
 import uuid
-from typing import Callable, Dict, Iterator, List, Optional
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
 from pygearman import GearmanClient, GearmanWorker
 from pygearman.testing import GearmandServer
+
+from _support.processes import Child
 
 pytest_plugins = ["pytester"]
 
@@ -123,6 +127,25 @@ def start_worker(runners: Callable[[GearmanWorker], WorkerThread]
         return runners(worker)
 
     return start
+
+
+@pytest.fixture
+def child(tmp_path: Path) -> Iterator[Callable[..., Child]]:
+    """child(source, args, name="child"): run a Python snippet in a child process, watched line by
+    line (_support.processes.Child); every child still alive at teardown is killed."""
+    children: List[Child] = []
+
+    def start(source: str, args: Sequence[str], name: str = "child",
+              env: Optional[Dict[str, str]] = None) -> Child:
+        c = Child(tmp_path, f"{name}{len(children)}", source, args, env=env)
+        children.append(c)
+        return c
+
+    try:
+        yield start
+    finally:
+        for c in children:
+            c.cleanup()
 
 
 @pytest.fixture

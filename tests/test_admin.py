@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Union
@@ -610,20 +609,14 @@ except KeyboardInterrupt:
 """
 
 
-def test_ctrl_c_interrupts_a_waiting_call():
-    child = subprocess.Popen([sys.executable, "-c", CTRL_C], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "READY"
-        time.sleep(0.3)
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=5)
-        assert "INTERRUPTED" in out, err
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+def test_ctrl_c_interrupts_a_waiting_call(child):
+    c = child(CTRL_C, [])
+    c.wait_line("READY")
+    assert c.seen == ["READY"]
+    time.sleep(0.3)
+    _, took = c.signal_and_wait(signal.SIGINT, 5.0)
+    assert took < 5.0, f"the child took {took:.2f} s to exit after SIGINT"
+    assert "INTERRUPTED" in c.seen, c.stderr()
 
 
 # -- the parsers: exact formats, then fuzzing -------------------------------------------------

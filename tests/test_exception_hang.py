@@ -1,5 +1,6 @@
 """libgearman 1.1.20 hangs forever on a job whose worker raises unless the client's
-"exceptions" option is in force (BRIEFING §2.4). pygearman must never hang on one."""
+"exceptions" option is in force (docs/libgearman-1.1.20.md#exception-hang). pygearman must never
+hang on one."""
 from __future__ import annotations
 
 import pytest

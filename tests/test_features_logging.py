@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import logging
 import socket
-import subprocess
-import sys
-import threading
 
 import pytest
 
 import pygearman
 from pygearman import GearmanClient, GearmanWorker
+
+from _support.processes import run_python
+from _support.textserver import TextServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,32 +35,8 @@ def test_ssl_is_refused_with_advice():
 @pytest.fixture
 def text_server():
     """A TCP server that answers like a web server: libgearman 1.1.20 segfaults on that."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    stop = threading.Event()
-
-    def serve():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                continue
-            try:
-                c.settimeout(1)
-                c.recv(100)
-                c.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
-            except OSError:
-                pass
-            c.close()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield f"127.0.0.1:{srv.getsockname()[1]}"
-    stop.set()
-    t.join(2)
-    srv.close()
+    with TextServer(b"HTTP/1.0 400 Bad Request\r\n\r\n") as srv:
+        yield srv.address
 
 
 def test_a_non_gearman_server_is_refused_not_crashed_on(text_server, gearmand, fname):
@@ -80,16 +56,14 @@ def test_a_non_gearman_server_is_refused_not_crashed_on(text_server, gearmand, f
 
 
 def test_nothing_is_printed_by_default(tmp_path):
-    script = tmp_path / "quiet.py"
-    script.write_text(
-        "import pygearman\n"
-        "c = pygearman.GearmanClient('127.0.0.1:1')\n"
-        "try:\n    c.do_normal('f', 'x')\nexcept ConnectionError:\n    pass\n"
-        "w = pygearman.GearmanWorker('127.0.0.1:1')\n"
-        "w.add_function('f', lambda job: None)\n"
-        "w.work(timeout=0.5)\n"
-        "c.close(); w.close()\n")
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    out = run_python(tmp_path, "quiet",
+                     "import pygearman\n"
+                     "c = pygearman.GearmanClient('127.0.0.1:1')\n"
+                     "try:\n    c.do_normal('f', 'x')\nexcept ConnectionError:\n    pass\n"
+                     "w = pygearman.GearmanWorker('127.0.0.1:1')\n"
+                     "w.add_function('f', lambda job: None)\n"
+                     "w.work(timeout=0.5)\n"
+                     "c.close(); w.close()\n", timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "" and out.stderr == ""
 

@@ -1,4 +1,4 @@
-"""Property tests over the public API's argument space (issue 5, item 10).
+"""Property tests over the public API's argument space.
 
 A client or worker pointed at a dead port (127.0.0.1:1, where nothing listens) gets random
 function names, workloads, uniques, timeouts, priorities, handles and server strings, wrong types

@@ -18,12 +18,10 @@ Observed with gearmand 1.1.20, libgearman 1.1.20 and php-gearman 2.1.0:
 """
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, List
 
 import pytest
 
@@ -31,7 +29,8 @@ from pygearman import GearmanClient, JobException, JobFailed
 from pygearman.demo import title_function
 from pygearman.testing import GearmandServer
 
-from _helpers import available_workers, write
+from _support.foreign import foreign_worker
+from _support.processes import run, write
 
 SHAKESPEARE = "AlL THE World's a sTagE"
 TITLED = "All The World's A Stage"
@@ -106,47 +105,6 @@ while ($w->work());
 """
 
 
-def _wait_registered(server: GearmandServer, fn: str, proc: "subprocess.Popen[bytes]",
-                     logs: List[Path], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"worker process exited early with {proc.returncode}:\n{_read_logs(logs)}")
-        if available_workers(server, fn) > 0:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"worker for {fn!r} did not register within {timeout} s:\n{_read_logs(logs)}")
-
-
-def _read_logs(logs: List[Path]) -> str:
-    return "\n".join(f"--- {p.name}:\n{p.read_text(errors='replace')}" for p in logs if p.exists())
-
-
-@contextlib.contextmanager
-def _foreign_worker(cmd: List[str], tmp_path: Path, server: GearmandServer, fn: str,
-                    tag: str) -> Iterator["subprocess.Popen[bytes]"]:
-    """Start a worker process, wait until gearmand lists it for fn, kill it on exit."""
-    out_path, err_path = tmp_path / f"{tag}.stdout", tmp_path / f"{tag}.stderr"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-    try:
-        _wait_registered(server, fn, proc, [out_path, err_path])
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
-def _run(cmd: List[str], timeout: float = 30.0) -> "subprocess.CompletedProcess[str]":
-    try:
-        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{cmd!r} hung for more than {timeout} s (stdout={e.stdout!r}, "
-                    f"stderr={e.stderr!r})")
-
-
 def _kv(text: str) -> Dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
@@ -162,7 +120,7 @@ def test_php_client_calls_pygearman_worker(php: str, gearmand: GearmandServer, f
     fn = fname("title")
     start_worker(gearmand.address, {fn: title_function})
     script = write(tmp_path, "client.php", PHP_CLIENT)
-    r = _run([php, script, str(gearmand.port), fn, SHAKESPEARE])
+    r = run([php, script, str(gearmand.port), fn, SHAKESPEARE])
     assert r.returncode == 0, r.stderr
     assert r.stdout == TITLED, r.stderr
 
@@ -173,8 +131,8 @@ def test_pygearman_client_calls_php_worker(php: str, gearmand: GearmandServer, f
                                            tmp_path: Path) -> None:
     fn = fname("title")
     script = write(tmp_path, "worker.php", PHP_WORKER)
-    with _foreign_worker([php, script, str(gearmand.port), fn, "title"], tmp_path, gearmand, fn,
-                         "php-worker"):
+    with foreign_worker([php, script, str(gearmand.port), fn, "title"], tmp_path, gearmand, fn,
+                        "php-worker"):
         with GearmanClient(gearmand.address) as client:
             assert client.do_normal(fn, SHAKESPEARE, timeout=20) == TITLED.encode()
             # the same PHP worker keeps serving
@@ -188,8 +146,8 @@ def test_php_worker_exception_reaches_pygearman_client(php: str, any_gearmand: G
                                                        tmp_path: Path) -> None:
     fn = fname("throws")
     script = write(tmp_path, "worker.php", PHP_WORKER)
-    with _foreign_worker([php, script, str(any_gearmand.port), fn, "throw"], tmp_path, any_gearmand,
-                         fn, "php-worker"):
+    with foreign_worker([php, script, str(any_gearmand.port), fn, "throw"], tmp_path, any_gearmand,
+                        fn, "php-worker"):
         with GearmanClient(any_gearmand.address) as client:
             # What arrives (observed, with and without --exceptions): JobException with code
             # WORK_EXCEPTION and php-gearman's fixed text "Unable to add worker function" -- not
@@ -209,7 +167,7 @@ def test_pygearman_worker_exception_seen_by_php_client(php: str, any_gearmand: G
     fn = fname("bad")
     start_worker(any_gearmand.address, {fn: _raise_bad})
     script = write(tmp_path, "client_rc.php", PHP_CLIENT_RC)
-    r = _run([php, script, str(any_gearmand.port), fn])   # fails the test if PHP hangs
+    r = run([php, script, str(any_gearmand.port), fn])   # fails the test if PHP hangs
     assert r.returncode == 0, r.stdout + r.stderr
     out = _kv(r.stdout)
     # Observed: RC=23 (GEARMAN_WORK_EXCEPTION), error() "GEARMAN_WORK_EXCEPTION", result ''
@@ -228,7 +186,7 @@ def test_php_client_without_exception_handler_on_exceptions_server(
     fn = fname("bad")
     start_worker(gearmand_exc.address, {fn: _raise_bad})
     script = write(tmp_path, "client_rc.php", PHP_CLIENT_RC)
-    r = _run([php, script, str(gearmand_exc.port), fn, "0"])
+    r = run([php, script, str(gearmand_exc.port), fn, "0"])
     assert r.returncode == 0, r.stdout + r.stderr
     out = _kv(r.stdout)
     assert out["RC"] in (out["WORK_EXCEPTION"], out["WORK_FAIL"]), r.stdout
@@ -258,7 +216,7 @@ def test_php_background_job_status_seen_by_pygearman(php: str, gearmand: Gearman
     start_worker(gearmand.address, {fn: progress})
     try:
         script = write(tmp_path, "background.php", PHP_BACKGROUND)
-        r = _run([php, script, str(gearmand.port), fn])
+        r = run([php, script, str(gearmand.port), fn])
         assert r.returncode == 0, r.stderr
         handle = r.stdout.strip()
         assert handle.startswith("H:"), r.stdout
@@ -300,7 +258,7 @@ def test_gearman_cli_client_calls_pygearman_worker(gearman_cli: str, gearmand: G
                                                    start_worker: Callable[..., object]) -> None:
     fn = fname("title")
     start_worker(gearmand.address, {fn: title_function})
-    r = _run([gearman_cli, "-h", "127.0.0.1", "-p", str(gearmand.port), "-f", fn, SHAKESPEARE])
+    r = run([gearman_cli, "-h", "127.0.0.1", "-p", str(gearmand.port), "-f", fn, SHAKESPEARE])
     assert r.returncode == 0, r.stderr
     assert TITLED in r.stdout
 
@@ -314,7 +272,7 @@ def test_pygearman_client_calls_gearman_cli_worker(gearman_cli: str, gearmand: G
     # worker mode: run `tr a-z A-Z` for each job, workload on stdin, stdout is the result
     cmd = [gearman_cli, "-w", "-h", "127.0.0.1", "-p", str(gearmand.port), "-f", fn,
            "--", "tr", "a-z", "A-Z"]
-    with _foreign_worker(cmd, tmp_path, gearmand, fn, "gearman-worker"):
+    with foreign_worker(cmd, tmp_path, gearmand, fn, "gearman-worker"):
         with GearmanClient(gearmand.address) as client:
             # registered already; the deadline only bounds the test if something goes wrong
             assert client.do_normal(fn, SHAKESPEARE, timeout=20) == SHAKESPEARE.upper().encode()

@@ -2,8 +2,7 @@
 with PHP (php-gearman) and with the ``gearman`` command-line tool.
 
 Every foreign process is started by the test itself and killed in a ``finally`` block; every
-subprocess.run has a timeout, every pygearman call a deadline. The small helpers are copied from
-test_interop.py (not imported: a test module is not a library).
+subprocess.run has a timeout, every pygearman call a deadline (helpers: _support/).
 
 Observed with gearmand 1.1.20, libgearman 1.1.20, php-gearman 2.1.0 and gearman-tools 1.1.20:
 
@@ -32,72 +31,27 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
 from pygearman import GearmanClient, GearmanJob, JobException, JobFailed
 from pygearman.testing import GearmandServer
 
-from _helpers import available_workers, write
+from _support.foreign import foreign_worker
+from _support.gearmand import wait_for
+from _support.processes import run, write
 
 pytestmark = pytest.mark.timeout(60)
 
 
-# -- helpers (after test_interop.py) ----------------------------------------------------------
-
-def _read_logs(logs: List[Path]) -> str:
-    return "\n".join(f"--- {p.name}:\n{p.read_text(errors='replace')}" for p in logs if p.exists())
-
-
-@contextlib.contextmanager
-def _foreign_worker(cmd: List[str], tmp_path: Path, server: GearmandServer, fn: str,
-                    tag: str) -> Iterator["subprocess.Popen[bytes]"]:
-    """Start a worker process, wait until gearmand lists it for fn, kill it on exit."""
-    out_path, err_path = tmp_path / f"{tag}.stdout", tmp_path / f"{tag}.stderr"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-    try:
-        deadline = time.monotonic() + 20
-        while available_workers(server, fn) == 0:
-            if proc.poll() is not None:
-                pytest.fail(f"worker {tag} exited early with {proc.returncode}:\n"
-                            f"{_read_logs([out_path, err_path])}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"worker {tag} did not register {fn!r} within 20 s:\n"
-                            f"{_read_logs([out_path, err_path])}")
-            time.sleep(0.05)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
-def _run(cmd: List[str], timeout: float = 30.0,
-         input: Optional[str] = None) -> "subprocess.CompletedProcess[str]":
-    try:
-        return subprocess.run(cmd, stdin=None if input is not None else subprocess.DEVNULL,
-                              input=input, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{cmd!r} hung for more than {timeout} s (stdout={e.stdout!r}, "
-                    f"stderr={e.stderr!r})")
-
-
-def _wait_for(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.02)
-
+# -- helpers ---------------------------------------------------------------------------------
 
 def _php_json(php: str, script: str, *args: str) -> Dict[str, Any]:
-    r = _run([php, script, *args])
+    r = run([php, script, *args])
     assert r.returncode == 0, r.stdout + r.stderr
     try:
         out: Dict[str, Any] = json.loads(r.stdout)
@@ -292,7 +246,8 @@ def test_php_task_set_served_by_pygearman_workers(php: str, any_gearmand: Gearma
     handles.add(per_task["bg"][0][2])
     handles.add(bad_evs[0][2])
     assert len(handles) == n + 2
-    _wait_for(lambda: background == [b"in the background"], "background job reached the worker")
+    wait_for(lambda: background == [b"in the background"], 20,
+             "the background job to reach the worker")
 
     # PHP's unique keys arrived at the worker unchanged
     assert sorted(seen) == sorted((f"job{i}".encode(), f"uniq-{i}-{good_fn}") for i in range(n))
@@ -308,8 +263,8 @@ def test_pygearman_task_set_served_by_php_workers(php: str, any_gearmand: Gearma
     port = str(any_gearmand.port)
     with contextlib.ExitStack() as stack:
         for fn, mode in ((chatty_fn, "chatty"), (throw_fn, "throw"), (fail_fn, "fail")):
-            stack.enter_context(_foreign_worker([php, script, port, fn, mode], tmp_path,
-                                                any_gearmand, fn, f"php-{mode}"))
+            stack.enter_context(foreign_worker([php, script, port, fn, mode], tmp_path,
+                                               any_gearmand, fn, f"php-{mode}"))
         with GearmanClient(any_gearmand.address, timeout=20) as client:
             finished: List[Tuple[str, Any]] = []
             client.set_complete_callback(lambda t: finished.append(("complete", t.context)))
@@ -381,10 +336,10 @@ def test_submit_with_callbacks_and_stream_against_php_worker(php: str, gearmand:
     chatty_fn, gated_fn = fname("chatty"), fname("gated")
     script = write(tmp_path, "worker.php", PHP_WORKER)
     port = str(gearmand.port)
-    with _foreign_worker([php, script, port, chatty_fn, "chatty"], tmp_path, gearmand, chatty_fn,
-                         "php-chatty"), \
-         _foreign_worker([php, script, port, gated_fn, "gated"], tmp_path, gearmand, gated_fn,
-                         "php-gated"):
+    with foreign_worker([php, script, port, chatty_fn, "chatty"], tmp_path, gearmand, chatty_fn,
+                        "php-chatty"), \
+         foreign_worker([php, script, port, gated_fn, "gated"], tmp_path, gearmand, gated_fn,
+                        "php-gated"):
         with GearmanClient(gearmand.address, timeout=20) as client:
             events: List[Tuple[str, Any]] = []
             result = client.submit(chatty_fn, "sync",
@@ -441,7 +396,7 @@ def test_php_background_job_status_via_add_task_status(php: str, gearmand: Gearm
     start_worker(gearmand.address, {echo_fn: lambda job: job.workload[::-1]})  # not blocked
     try:
         script = write(tmp_path, "background.php", PHP_BACKGROUND)
-        r = _run([php, script, str(gearmand.port), fn, "from php"])
+        r = run([php, script, str(gearmand.port), fn, "from php"])
         assert r.returncode == 0, r.stderr
         handle = r.stdout.strip()
         assert handle.startswith("H:"), r.stdout
@@ -512,7 +467,7 @@ def test_status_task_ahead_of_job_on_fresh_connection(php: str, gearmand: Gearma
     start_worker(gearmand.address, {echo_fn: lambda job: job.workload[::-1]})
     try:
         script = write(tmp_path, "background.php", PHP_BACKGROUND)
-        r = _run([php, script, str(gearmand.port), fn, "held"])
+        r = run([php, script, str(gearmand.port), fn, "held"])
         assert r.returncode == 0, r.stderr
         handle = r.stdout.strip()
         assert reported.wait(20)
@@ -559,27 +514,27 @@ def test_gearman_cli_client_against_pygearman_worker(gearman_cli: str, gearmand:
             return [w for f, w, _ in got if f == fn]
 
     # several workloads as arguments: one foreground job each, results in order
-    r = _run(base + ["-f", echo_fn, "one", "two", "three"])
+    r = run(base + ["-f", echo_fn, "one", "two", "three"])
     assert r.returncode == 0, r.stderr
     assert r.stdout == "<one><two><three>"
     assert received(echo_fn) == [b"one", b"two", b"three"]
 
     # one job per line of stdin (-N strips the newline), with and without -P
-    r = _run(base + ["-N", "-f", echo_fn], input="x\ny\n")
+    r = run(base + ["-N", "-f", echo_fn], input="x\ny\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "<x><y>"
-    r = _run(base + ["-P", "-N", "-f", echo_fn], input="p\n")
+    r = run(base + ["-P", "-N", "-f", echo_fn], input="p\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"{echo_fn}: <p>"
 
     # high and low priority
     for flag in ("-I", "-L"):
-        r = _run(base + [flag, "-f", echo_fn, f"prio{flag}"])
+        r = run(base + [flag, "-f", echo_fn, f"prio{flag}"])
         assert r.returncode == 0, r.stderr
         assert r.stdout == f"<prio{flag}>"
 
     # WORK_DATA chunks, the result and the status reach the CLI's stdout, the warning its stderr
-    r = _run(base + ["-f", chatty_fn, "c"])
+    r = run(base + ["-f", chatty_fn, "c"])
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("d1;d2;end"), r.stdout
     assert "50%" in r.stdout, r.stdout
@@ -587,14 +542,15 @@ def test_gearman_cli_client_against_pygearman_worker(gearman_cli: str, gearmand:
 
     # background: the CLI returns at once, our worker gets the jobs (with the CLI's unique key)
     before = len(received(bg_fn))
-    r = _run(base + ["-b", "-f", bg_fn, "back1"])
+    r = run(base + ["-b", "-f", bg_fn, "back1"])
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
-    r = _run(base + ["-b", "-N", "-f", bg_fn], input="l1\nl2\n")
+    r = run(base + ["-b", "-N", "-f", bg_fn], input="l1\nl2\n")
     assert r.returncode == 0, r.stderr
-    r = _run(base + ["-b", "-u", f"cli-unique-{bg_fn}", "-f", bg_fn, "u1"])
+    r = run(base + ["-b", "-u", f"cli-unique-{bg_fn}", "-f", bg_fn, "u1"])
     assert r.returncode == 0, r.stderr
-    _wait_for(lambda: len(received(bg_fn)) == before + 4, "CLI background jobs reached the worker")
+    wait_for(lambda: len(received(bg_fn)) == before + 4, 20,
+             "the CLI background jobs to reach the worker")
     assert sorted(received(bg_fn)) == [b"back1", b"l1", b"l2", b"u1"]
     with lock:
         uniques = {w: u for f, w, u in got if f == bg_fn}
@@ -614,8 +570,8 @@ def test_gearman_cli_client_sees_pygearman_exception(gearman_cli: str,
         raise ValueError("cli sees this")
 
     start_worker(gearmand_exc.address, {fn: bad})
-    r = _run([gearman_cli, "-h", "127.0.0.1", "-p", str(gearmand_exc.port), "-f", fn, "c"],
-             timeout=20)
+    r = run([gearman_cli, "-h", "127.0.0.1", "-p", str(gearmand_exc.port), "-f", fn, "c"],
+            timeout=20)
     assert "ValueError: cli sees this" in r.stderr, (r.returncode, r.stdout, r.stderr)
     assert r.stdout == ""
 
@@ -629,7 +585,7 @@ def test_gearman_cli_worker_data_packets_same_for_pygearman_and_php(
     cmd = [gearman_cli, "-w", "-n", "-h", "127.0.0.1", "-p", str(gearmand.port), "-f", fn,
            "--", "cat"]
     workload = "l1\nl2\nl3\n"
-    with _foreign_worker(cmd, tmp_path, gearmand, fn, "gearman-worker"):
+    with foreign_worker(cmd, tmp_path, gearmand, fn, "gearman-worker"):
         script = write(tmp_path, "data_client.php", PHP_DATA_CLIENT)
         php_out = _php_json(php, script, str(gearmand.port), fn, workload)
         with GearmanClient(gearmand.address, timeout=20) as client:

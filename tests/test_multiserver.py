@@ -9,15 +9,9 @@ import pytest
 from pygearman import GearmanClient, GearmanWorker
 from pygearman.testing import free_port
 
+from _support.gearmand import queued
+
 pytestmark = pytest.mark.timeout(90)
-
-
-def queued(server, fn):
-    for line in server.admin("status").splitlines():
-        parts = line.split("\t")
-        if parts[0] == fn:
-            return int(parts[1])
-    return 0
 
 
 @pytest.fixture

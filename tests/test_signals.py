@@ -3,36 +3,26 @@
 libgearman 1.1.20 restarts poll() on EINTR with the full timeout, so pygearman waits in short
 GIL-free slices and looks at signals between them. Each signal test runs a small script in a
 child Python (``sys.executable``) that prints READY just before it blocks; the test signals it and
-requires it to be gone within 2 s (the only timing bound here). Every child is killed in a
-``finally`` block if it is still alive.
+requires it to be gone within 2 s (the only timing bound here). The ``child`` fixture kills
+every child still alive at teardown.
 """
 from __future__ import annotations
 
-import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, List
 
 import pytest
 
 from pygearman import GearmanClient, GearmanWorker
 from pygearman.testing import GearmandServer
 
+from _support.processes import PRELUDE, Child
+
 EXIT_WITHIN = 2.0   # seconds a signalled child may take to exit
 
 pytestmark = pytest.mark.timeout(60)
-
-# Every script makes sure SIGINT raises KeyboardInterrupt even if the child inherited SIG_IGN
-# (e.g. from a shell that started the test run in the background).
-PRELUDE = """\
-import signal, sys, time
-signal.signal(signal.SIGINT, signal.default_int_handler)
-import pygearman
-"""
 
 CLIENT_WAITS = PRELUDE + """\
 client = pygearman.GearmanClient(sys.argv[1])
@@ -72,96 +62,16 @@ print("STOPPED", n, flush=True)
 """
 
 
-class Child:
-    """A child Python running one script; stdout lines are collected by a reader thread."""
-
-    def __init__(self, tmp_path: Path, source: str, args: List[str]) -> None:
-        script = tmp_path / "child.py"
-        script.write_text(source)
-        self.stderr_path = tmp_path / "child.stderr"
-        self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, str(script), *args], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self._stderr, text=True)
-        self.lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        self.seen: List[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def wait_line(self, text: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                pytest.fail(f"child did not print {text!r} within {timeout} s; stdout {self.seen}, "
-                            f"stderr:\n{self.stderr()}")
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                self.proc.wait(5)
-                pytest.fail(f"child exited ({self.proc.returncode}) before printing {text!r}; "
-                            f"stdout {self.seen}, stderr:\n{self.stderr()}")
-            self.seen.append(line)
-            if line.startswith(text):
-                return
-
-    def signal_and_wait(self, sig: int) -> Tuple[int, float]:
-        """Send sig; return (returncode, seconds until exit). Fails if it outlives EXIT_WITHIN."""
-        t0 = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(EXIT_WITHIN)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"child still running {EXIT_WITHIN} s after signal {sig}; stdout {self.seen}")
-        elapsed = time.monotonic() - t0
-        self._reader.join(5)
-        while True:
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self.seen.append(line)
-        return rc, elapsed
-
-    def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")
-
-    def cleanup(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.close()
-
-
-@pytest.fixture
-def child(tmp_path: Path) -> Iterator[Callable[[str, List[str]], Child]]:
-    children: List[Child] = []
-
-    def start(source: str, args: List[str]) -> Child:
-        c = Child(tmp_path, source, args)
-        children.append(c)
-        return c
-
-    try:
-        yield start
-    finally:
-        for c in children:
-            c.cleanup()
+def _exits_in_time(c: Child, sig: int) -> int:
+    """Send sig; the exit status, once the child is gone (within EXIT_WITHIN, or the test fails)."""
+    rc, took = c.signal_and_wait(sig, EXIT_WITHIN)
+    assert took < EXIT_WITHIN, (f"child took {took:.2f} s to exit after signal {sig} (bound "
+                                f"{EXIT_WITHIN} s); stdout {c.seen}")
+    return rc
 
 
 def _assert_interrupted(c: Child) -> None:
-    rc, _ = c.signal_and_wait(signal.SIGINT)
+    rc = _exits_in_time(c, signal.SIGINT)
     err = c.stderr()
     assert rc != 0, f"exit status 0 after SIGINT; stderr:\n{err}"
     assert "KeyboardInterrupt" in err, err
@@ -174,7 +84,7 @@ def _assert_interrupted(c: Child) -> None:
 def test_sigint_interrupts_client_do_normal(case: str, gearmand: GearmandServer,
                                             fname: Callable[[str], str],
                                             start_worker: Callable[..., object],
-                                            child: Callable[[str, List[str]], Child]) -> None:
+                                            child: Callable[..., Child]) -> None:
     fn = fname("sleepy")
     started = threading.Event()
     cancel = threading.Event()
@@ -204,7 +114,7 @@ def test_sigint_interrupts_client_do_normal(case: str, gearmand: GearmandServer,
 @pytest.mark.parametrize("script", [WORKER_RUN, WORKER_WORK], ids=["run", "work"])
 def test_sigint_interrupts_idle_worker(script: str, gearmand: GearmandServer,
                                        fname: Callable[[str], str],
-                                       child: Callable[[str, List[str]], Child]) -> None:
+                                       child: Callable[..., Child]) -> None:
     c = child(script, [gearmand.address, fname("idle")])
     c.wait_line("READY")
     time.sleep(0.5)
@@ -214,11 +124,11 @@ def test_sigint_interrupts_idle_worker(script: str, gearmand: GearmandServer,
 # -- d) SIGTERM handler calls stop() ----------------------------------------------------------
 
 def test_sigterm_handler_stops_run(gearmand: GearmandServer, fname: Callable[[str], str],
-                                   child: Callable[[str, List[str]], Child]) -> None:
+                                   child: Callable[..., Child]) -> None:
     c = child(WORKER_SIGTERM, [gearmand.address, fname("idle")])
     c.wait_line("READY")
     time.sleep(0.5)
-    rc, _ = c.signal_and_wait(signal.SIGTERM)
+    rc = _exits_in_time(c, signal.SIGTERM)
     assert rc == 0, c.stderr()
     assert "STOPPED 0" in c.seen, (c.seen, c.stderr())
 

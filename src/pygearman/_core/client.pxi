@@ -403,10 +403,9 @@ cdef class Client:
                 out[i] = run.value_of(i)
                 if background:
                     self._router.remember(out[i], run.server_of(self._router, i))
-            elif run.specs[o].ctx.rc >= 0 or run.specs[o].ctx.handle[0] != 0 or \
-                    run.specs[o].refused:
+            elif run.specs[o].ctx.rc >= 0 or run.specs[o].ctx.handle[0] != 0:
                 out[i] = run.error_of(i, fn)
-            # else: never acknowledged by a server; the slot stays None
+            # else: never acknowledged by a server; the slot stays None (and the call raised)
         return 0
 
     # -- status, echo ------------------------------------------------------------------------

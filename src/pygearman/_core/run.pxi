@@ -315,6 +315,8 @@ cdef class _Run:
                 # refused before anything was sent (size, arguments): this spec alone fails
                 self._fail(i, _error(rc, lane.conn, None))
                 sp.refused = True
+                if self.first_error is None:
+                    self.first_error = self.errors[i]
                 if lane.conn.c == NULL:
                     return 0
                 continue
