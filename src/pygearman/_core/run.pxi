@@ -216,7 +216,9 @@ cdef class _Run:
                 if q and lane.server is s and not lane.dead:
                     self._add(lane, q)
                     k += 1
-            while q and k < MAX_LANES:
+            # another connection only when the open ones are full and saw no reply in the last
+            # round of waits (slow jobs): fast jobs make room faster than a connection opens
+            while q and k < MAX_LANES and (k == 0 or self.wait_ms > 1):
                 lane = self._open(s)
                 if lane is None:
                     break         # the server's specs moved elsewhere (or failed)
