@@ -17,6 +17,7 @@ cdef enum:
     ST_QUEUED = 1            # waiting for room on a connection to its server
     ST_SENT = 2              # added to a connection
     ST_DONE = 3              # has its outcome or error, or follows another spec (coalesced)
+    ST_LATER = 4             # a status query, queued once no job is in flight
 
 
 cdef struct _Payload:
@@ -32,6 +33,7 @@ cdef struct _RunCtl:
     bint pause_requested     # stream(): a chunk is ready for the iterator
     Py_ssize_t done          # tasks finished on this connection (complete/fail/exception/queued)
     Py_ssize_t created       # JOB_CREATED packets seen on this connection
+    Py_ssize_t refill_at     # pause run_tasks once `done` reaches this, to refill (0: never)
 
 
 cdef struct _TaskCtx:
@@ -52,7 +54,7 @@ cdef struct _TaskCtx:
     int wants                # EV_* events that need a Python call
     PyObject *listener       # _Listener for Python callbacks (borrowed: the run keeps it alive)
     PyObject *carrier        # _Exc of the run (borrowed)
-    _RunCtl *ctl             # the connection's counters (in its _Lane)
+    _RunCtl *ctl             # the counters of the connection it was added to
 
 
 cdef struct _Spec:
@@ -72,7 +74,7 @@ cdef struct _Spec:
     Py_ssize_t lane          # index of the lane it was added on, or -1
     int tries                # servers that could not take it
     int state                # ST_*
-    bint refused             # failed before anything was sent (safe to submit again)
+    Py_ssize_t qnext         # next spec in its server's queue (ST_QUEUED), or -1
     gearman_task_st *task    # K_EPOCH only (freed by the run, generation permitting)
     unsigned long gen        # the connection's generation when task was added
     _TaskCtx ctx
@@ -102,9 +104,19 @@ cdef class _Conn:
     cdef _Exc carrier              # where the log callback stores exceptions (the client's)
     cdef unsigned long gen         # bumped by reset(): tasks of older generations are gone
     cdef bint armed                # the "exceptions" server option was accepted
+    # as a lane of the run that uses it (lane_start() resets these):
+    cdef _RunCtl ctl               # counters the task callbacks update
+    cdef Py_ssize_t lane_index     # position in the run's lanes
+    cdef Py_ssize_t added          # tasks added
+    cdef bint idle                 # run_tasks said every task is done
+    cdef bint dead                 # dropped during the run
+    cdef bint nb                   # GEARMAN_CLIENT_NON_BLOCKING is set
+    cdef bint reset_after          # drop the handle when idle (status by unique)
+    cdef bint epoch                # holds an epoch task
     cdef int open(self, Client owner, double deadline) except -1
     cdef int _arm(self, double deadline) except -1
     cdef int tick(self, double deadline, str what) except -1
+    cdef void lane_start(self, Py_ssize_t index) noexcept
     cdef void reset(self) noexcept
 
 
@@ -119,36 +131,27 @@ cdef class _Router:
     cdef void remember(self, str handle, _Server s)
 
 
-cdef class _Lane:
-    cdef _Conn conn
-    cdef _Server server
-    cdef Py_ssize_t index          # position in the run's lanes
-    cdef _RunCtl ctl
-    cdef unsigned long gen         # conn.gen when the lane opened
-    cdef Py_ssize_t added          # tasks added
-    cdef bint idle                 # run_tasks said every task is done
-    cdef bint dead                 # its connection was dropped
-    cdef bint nb                   # GEARMAN_CLIENT_NON_BLOCKING is set
-    cdef bint reset_after          # drop the handle when idle (status by unique)
-    cdef bint epoch                # holds an epoch task
-
-
 cdef class _Run:
     cdef Client client             # during a call only (None otherwise: no cycle)
     cdef _Exc carrier              # where callbacks store exceptions
     cdef _Spec *specs
     cdef Py_ssize_t n
     cdef Py_ssize_t cap
+    cdef Py_ssize_t *qhead         # per server: first queued spec, or -1 (malloc'd with qtail)
+    cdef Py_ssize_t *qtail         # per server: last queued spec, or -1
+    cdef Py_ssize_t qcap
+    cdef Py_ssize_t nservers
+    cdef Py_ssize_t nqueued        # specs waiting for room on a connection
+    cdef Py_ssize_t nlater         # status queries waiting for the jobs to finish
     cdef double deadline
     cdef int batch                 # tasks in flight per connection
-    cdef list keep                 # Python objects the specs point into
+    cdef public object keep        # Python objects the specs point into
     cdef list listeners            # per spec: _Listener or None
     cdef list errors               # per spec: exception or None
-    cdef list lanes                # [_Lane]
-    cdef dict queues               # server index -> [spec index] waiting for room
-    cdef list later                # status queries, after the jobs
-    cdef bint started
+    cdef list lanes                # [_Conn] in use by this run
     cdef set retried               # servers whose specs were already retried after a stale socket
+    cdef bint started
+    cdef bint stalled              # the last wait saw no reply: slow jobs, more lanes may help
     cdef object abort_exc          # the exception that ended the run early
     cdef object first_error        # a connection's failure, raised once the others are done
     cdef Py_ssize_t seen           # events seen at the last wait (progress detection)
@@ -160,21 +163,22 @@ cdef class _Run:
     cdef void set_status(self, Py_ssize_t i, int kind, const char *key, Py_ssize_t server) noexcept
     cdef void bind(self, Py_ssize_t i, _Listener li) noexcept
     cdef int _coalesce(self) except -1
-    cdef int _queue(self, Py_ssize_t i, _Server s) except -1
+    cdef void _push(self, Py_ssize_t i, Py_ssize_t s) noexcept
+    cdef Py_ssize_t _pop(self, Py_ssize_t s) noexcept
     cdef int _queue_all(self) except -1
     cdef int _queue_later(self) except -1
     cdef int _fill(self) except -1
-    cdef _Lane _open(self, _Server s)
+    cdef _Conn _open(self, _Server s)
     cdef int _server_failed(self, _Server s, object err) except -1
     cdef int _fail(self, Py_ssize_t i, object err) except -1
-    cdef int _add(self, _Lane lane, list q) except -1
-    cdef gearman_task_st *_add_epoch(self, _Lane lane, _Spec *sp) except? NULL
-    cdef int _settle_epoch(self, _Lane lane) except -1
+    cdef int _add(self, _Conn lane, Py_ssize_t sidx) except -1
+    cdef gearman_task_st *_add_epoch(self, _Conn lane, _Spec *sp) except? NULL
+    cdef int _settle_epoch(self, _Conn lane) except -1
     cdef int go(self) except -1
     cdef int _go(self) except -1
-    cdef int _step(self, _Lane lane, bint nb) except -1
+    cdef int _step(self, _Conn lane, bint nb) except -1
     cdef int _wait(self, list busy) except -1
-    cdef int _lane_failed(self, _Lane lane, gearman_return_t rc) except -1
+    cdef int _lane_failed(self, _Conn lane, gearman_return_t rc) except -1
     cdef void _release_lanes(self) noexcept
     cdef void _abandon_lanes(self) noexcept
     cdef void _abort(self, object exc) noexcept

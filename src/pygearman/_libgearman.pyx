@@ -15,7 +15,7 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcpy, memset, strlen, strncpy
 from libc.time cimport time_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
-from posix.unistd cimport getpid, read
+from posix.unistd cimport read
 
 from pygearman.includes.libgearman cimport *
 

@@ -151,10 +151,8 @@ cdef class Client:
                     run.bind(0, t)
                 try:
                     run.go()
-                except BaseException as e:
+                finally:
                     run.client = None
-                    raise
-                run.client = None
                 err = run.error_of(0, fn)
                 if err is not None:
                     raise err
@@ -378,13 +376,12 @@ cdef class Client:
             try:
                 run.go()
             except BaseException as e:
-                run.client = None
-                self._collect(run, fn, background, out)
                 if isinstance(e, GearmanError):
                     e.results = out
                 raise
-            run.client = None
-            self._collect(run, fn, background, out)
+            finally:
+                run.client = None
+                self._collect(run, fn, background, out)
         finally:
             self._busy = False
         if not return_exceptions:

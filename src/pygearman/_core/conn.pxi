@@ -100,6 +100,16 @@ cdef class _Conn:
             raise err
         return 0
 
+    cdef void lane_start(self, Py_ssize_t index) noexcept:
+        """This connection becomes lane `index` of a run."""
+        memset(&self.ctl, 0, sizeof(_RunCtl))
+        self.lane_index = index
+        self.added = 0
+        self.idle = False
+        self.dead = False
+        self.reset_after = False
+        self.epoch = False
+
     cdef int tick(self, double deadline, str what) except -1:
         """Between two slices of a blocking call: surface Ctrl-C and enforce the deadline.
         Either way the call is abandoned mid-protocol, so the connection is dropped."""

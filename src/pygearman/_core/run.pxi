@@ -8,46 +8,39 @@ cdef enum:
 
 
 @cython.final
-cdef class _Lane:
-    """One connection in use by a run, with its window of tasks in flight."""
-
-    def __cinit__(self, _Conn conn, Py_ssize_t index):
-        self.conn = conn
-        self.server = conn.server
-        self.index = index
-        memset(&self.ctl, 0, sizeof(_RunCtl))
-
-
-@cython.final
+@cython.no_gc_clear
 cdef class _Run:
     """Runs job specs on a client's servers, all at once.
 
-    ``setup(n)`` sizes the spec array; callers fill ``specs[i]`` with ``set_job``/``set_status``
-    and keep the Python objects the specs point into in ``keep``. ``go()`` queues every spec on
-    its server (duplicate foreground uniques are submitted once: the twins take the first one's
-    outcome), opens as many connections per server as it needs (at most MAX_LANES, each with at
-    most ``batch`` tasks in flight: libgearman matches replies in O(tasks in flight),
-    docs/libgearman-1.1.20.md#reply-matching-quadratic), refills them as tasks finish, and drives
-    them together in one thread: a single busy connection waits in GIL-free slices of SLICE_MS,
-    several take turns in short non-blocking waits (libgearman has no public fds,
-    docs/libgearman-1.1.20.md#no-public-fds). Status queries go after the jobs, on their own
-    (docs/libgearman-1.1.20.md#status-steals-created).
+    ``setup(client, n, ...)`` sizes the spec array; callers fill ``specs[i]`` with
+    ``set_job``/``set_status`` and keep the Python objects the specs point into alive (``keep``).
+    ``go()`` queues every spec on its server (duplicate foreground uniques are submitted once: the
+    twins take the first one's outcome) and drives the servers' connections together in this
+    thread: each connection (a "lane") holds at most ``batch`` tasks (libgearman matches replies in
+    O(tasks in flight), docs/libgearman-1.1.20.md#reply-matching-quadratic) and is refilled in
+    halves as they finish; another connection to the same server is opened only when the open
+    ones are full and saw no reply for a while (slow jobs). A single busy connection waits in
+    GIL-free slices of SLICE_MS; several take turns in short non-blocking waits (libgearman has no
+    public fds, docs/libgearman-1.1.20.md#no-public-fds). Status queries go after the jobs, on
+    their own (docs/libgearman-1.1.20.md#status-steals-created).
 
     Ownership: the tasks belong to their connection (see _Conn). The run frees only epoch
     tasks, and only if the connection is still in the generation it added them in; everything
-    else is freed by libgearman as it finishes (FREE_TASKS) or with the handle by ``abandon()``.
+    else is freed by libgearman as it finishes (FREE_TASKS) or with the handle by ``abandon``.
     ``specs`` stays allocated until no handle can point into it any more.
     """
 
     def __cinit__(self, _Exc carrier):
         self.carrier = carrier
         self.specs = NULL
-        self.n = 0
-        self.cap = 0
+        self.qhead = NULL
+        self.lanes = []
 
     def __dealloc__(self):
         self._abandon_lanes()
         self._free_specs()
+        free(self.qhead)
+        self.qhead = NULL
 
     cdef void _free_specs(self) noexcept:
         cdef Py_ssize_t i
@@ -61,9 +54,8 @@ cdef class _Run:
     cdef int setup(self, Client client, Py_ssize_t n, double deadline, int batch) except -1:
         """Make room for n specs (a fresh run). The caller sets ``client`` to None when the
         run is over (no cycle through the client's own run)."""
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, ns = len(client._router.servers)
         self._abandon_lanes()
-        self.client = client
         for i in range(self.n):
             _ctx_clear(&self.specs[i].ctx)
         if n > self.cap:
@@ -73,6 +65,17 @@ cdef class _Run:
                 self.cap = 0
                 raise MemoryError()
             self.cap = n
+        if ns > self.qcap:
+            free(self.qhead)
+            # qhead[ns], qtail[ns]
+            self.qhead = <Py_ssize_t *>malloc(2 * ns * sizeof(Py_ssize_t))
+            if self.qhead == NULL:
+                self.qcap = 0
+                raise MemoryError()
+            self.qcap = ns
+        self.qtail = self.qhead + ns
+        for i in range(ns):
+            self.qhead[i] = self.qtail[i] = -1
         if n:
             memset(self.specs, 0, n * sizeof(_Spec))
         for i in range(n):
@@ -80,19 +83,22 @@ cdef class _Run:
             self.specs[i].primary = -1
             self.specs[i].lane = -1
             self.specs[i].pinned = -1
+            self.specs[i].qnext = -1
+        self.client = client
+        self.nservers = ns
         self.n = n
         self.deadline = deadline
         self.batch = batch
-        self.keep = []
+        self.keep = None
         self.listeners = None
         self.errors = None
-        self.lanes = []
-        self.queues = {}
-        self.later = []
-        self.started = False
-        self.retried = set()
+        self.retried = None
         self.abort_exc = None
         self.first_error = None
+        self.started = False
+        self.stalled = False
+        self.nqueued = 0
+        self.nlater = 0
         self.seen = 0
         self.wait_ms = 1
         return 0
@@ -154,14 +160,28 @@ cdef class _Run:
                 sp.state = ST_DONE
         return 0
 
-    cdef int _queue(self, Py_ssize_t i, _Server s) except -1:
-        q = self.queues.get(s.index)
-        if q is None:
-            q = self.queues[s.index] = []
-        q.append(i)
-        self.specs[i].state = ST_QUEUED
-        self.specs[i].server = s.index
-        return 0
+    cdef inline void _push(self, Py_ssize_t i, Py_ssize_t s) noexcept:
+        """Queue spec i on server s (FIFO)."""
+        cdef _Spec *sp = &self.specs[i]
+        sp.state = ST_QUEUED
+        sp.server = s
+        sp.lane = -1
+        sp.qnext = -1
+        if self.qtail[s] < 0:
+            self.qhead[s] = i
+        else:
+            self.specs[self.qtail[s]].qnext = i
+        self.qtail[s] = i
+        self.nqueued += 1
+
+    cdef inline Py_ssize_t _pop(self, Py_ssize_t s) noexcept:
+        cdef Py_ssize_t i = self.qhead[s]
+        if i >= 0:
+            self.qhead[s] = self.specs[i].qnext
+            if self.qhead[s] < 0:
+                self.qtail[s] = -1
+            self.nqueued -= 1
+        return i
 
     cdef int _queue_all(self) except -1:
         cdef Py_ssize_t i
@@ -172,71 +192,70 @@ cdef class _Run:
             if sp.state == ST_DONE:
                 continue
             if sp.kind == K_STATUS or sp.kind == K_STATUS_UNIQUE:
-                self.later.append(i)
+                sp.state = ST_LATER
+                self.nlater += 1
+            elif sp.uq == NULL:
+                _fresh_unique(sp.genq)
+                sp.uq = sp.genq
+                sp.uqn = 32
+                self._push(i, r.first(NULL, 0).index)
             else:
-                if sp.uq == NULL:
-                    _fresh_unique(sp.genq)
-                    self._queue(i, r.first(NULL, 0))
-                    sp.uq = sp.genq
-                    sp.uqn = 32
-                else:
-                    self._queue(i, r.first(sp.uq, sp.uqn))
+                self._push(i, r.first(sp.uq, sp.uqn).index)
         return 0
 
     cdef int _queue_later(self) except -1:
         """The status queries, once no job is in flight any more."""
         cdef _Router r = self.client._router
         cdef _Spec *sp
-        later = self.later
-        self.later = []
-        for i in later:
-            sp = &self.specs[<Py_ssize_t>i]
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            sp = &self.specs[i]
+            if sp.state != ST_LATER:
+                continue
             if sp.pinned >= 0:
-                self._queue(i, <_Server>r.servers[sp.pinned])
+                self._push(i, sp.pinned)
             elif sp.kind == K_STATUS:
                 s = r.handles.get(sp.uq[:sp.uqn].decode("utf-8", "replace"))
-                self._queue(i, s if s is not None else <_Server>r.servers[0])
+                self._push(i, (<_Server>s).index if s is not None else 0)
             else:
-                self._queue(i, r.first(sp.uq, sp.uqn))
+                self._push(i, r.first(sp.uq, sp.uqn).index)
+        self.nlater = 0
         return 0
 
     # -- lanes -------------------------------------------------------------------------------
 
     cdef int _fill(self) except -1:
-        """Give every queued spec a place: refill open lanes, open more where needed."""
-        cdef _Lane lane
+        """Give queued specs a place: refill open lanes, open more where needed."""
+        cdef _Conn lane
         cdef _Server s
-        cdef Py_ssize_t k
+        cdef Py_ssize_t k, sidx
         cdef _Router r = self.client._router
-        for sidx in list(self.queues):
-            q = self.queues[sidx]
+        for sidx in range(self.nservers):
+            if self.qhead[sidx] < 0:
+                continue
             s = <_Server>r.servers[sidx]
             k = 0
             for lane in self.lanes:
-                if q and lane.server is s and not lane.dead:
-                    self._add(lane, q)
+                if lane.server is s and not lane.dead:
+                    self._add(lane, sidx)
                     k += 1
-            # another connection only when the open ones are full and saw no reply in the last
-            # round of waits (slow jobs): fast jobs make room faster than a connection opens
-            while q and k < MAX_LANES and (k == 0 or self.wait_ms > 1):
+            # another connection only when the open ones are full and saw no reply for a
+            # while (slow jobs): fast jobs make room sooner than a connection opens
+            while self.qhead[sidx] >= 0 and k < MAX_LANES and (k == 0 or self.stalled):
                 lane = self._open(s)
                 if lane is None:
                     break         # the server's specs moved elsewhere (or failed)
-                self._add(lane, q)
+                self._add(lane, sidx)
                 k += 1
-            if not self.queues.get(sidx):
-                self.queues.pop(sidx, None)
         return 0
 
-    cdef _Lane _open(self, _Server s):
-        """A new lane on a connection of s that no live lane of this run uses."""
+    cdef _Conn _open(self, _Server s):
+        """A connection of s that this run has not used yet, opened and made a lane."""
         cdef _Conn conn
-        cdef _Lane lane
         cdef Py_ssize_t k = 0
-        used = [lane.conn for lane in self.lanes if not lane.dead and lane.server is s]
         while True:
             conn = s.conn(k, self.client._exc)
-            if conn not in used:
+            if conn not in self.lanes:
                 break
             k += 1
         try:
@@ -244,58 +263,80 @@ cdef class _Run:
         except _NotSent as e:
             self._server_failed(s, e.args[0])
             return None
-        lane = _Lane(conn, len(self.lanes))
-        lane.gen = conn.gen
-        self.lanes.append(lane)
-        return lane
+        conn.lane_start(len(self.lanes))
+        self.lanes.append(conn)
+        return conn
 
     cdef int _server_failed(self, _Server s, object err) except -1:
         """Nothing of the queued specs reached s: move them to the next server, or fail them
         once every server was tried."""
         cdef _Router r = self.client._router
         cdef _Spec *sp
-        q = self.queues.pop(s.index, [])
+        cdef Py_ssize_t i
+        cdef Py_ssize_t nxt = r.after(s).index
         r.mark_down(s, err)
-        for i in q:
-            sp = &self.specs[<Py_ssize_t>i]
+        i = self._pop(s.index)
+        while i >= 0:
+            sp = &self.specs[i]
             sp.tries += 1
-            if sp.pinned < 0 and sp.tries < len(r.servers):
-                self._queue(i, r.after(s))
+            if sp.pinned < 0 and sp.tries < self.nservers:
+                self._push(i, nxt)
             else:
                 self._fail(i, r.none_reachable(err))
-                sp.refused = True
-                if self.first_error is None:
-                    self.first_error = self.errors[i]
+            i = self._pop(s.index)
         return 0
 
     cdef int _fail(self, Py_ssize_t i, object err) except -1:
+        """Spec i ends with err (not with its job's outcome); the call raises the first such
+        error once everything else has run."""
         if self.errors is None:
             self.errors = [None] * self.n
         self.errors[i] = err
         self.specs[i].state = ST_DONE
+        if self.first_error is None:
+            self.first_error = err
         return 0
 
-    cdef int _add(self, _Lane lane, list q) except -1:
-        """Add up to batch - in flight specs from the front of q to the lane, in reverse on a
-        LIFO library so that they go out in order (docs/libgearman-1.1.20.md#lifo-order)."""
-        cdef Py_ssize_t room = self.batch - (lane.added - lane.ctl.done), m, j, i
+    cdef int _add(self, _Conn lane, Py_ssize_t sidx) except -1:
+        """Add queued specs of server sidx to the lane, up to ``batch`` in flight, in reverse on
+        a LIFO library so that they go out in order (docs/libgearman-1.1.20.md#lifo-order)."""
+        cdef Py_ssize_t room = self.batch - (lane.added - lane.ctl.done), m = 0, j, i, first
         cdef _Spec *sp
         cdef gearman_task_st *gt
         cdef gearman_return_t rc
-        cdef gearman_client_st *c = lane.conn.c
-        if room <= 0 or c == NULL:
+        cdef gearman_client_st *c = lane.c
+        if room <= 0 or c == NULL or self.qhead[sidx] < 0:
             return 0
-        m = min(room, len(q))
-        take = q[:m]
-        del q[:m]
-        for j in range(m):
-            i = take[m - 1 - j] if _ADD_REVERSED else take[j]
+        # take up to room specs off the queue, linked through qnext in queue order
+        first = self.qhead[sidx]
+        i = first
+        while m < room and i >= 0:
+            self.specs[i].state = ST_SENT
+            self.specs[i].lane = lane.lane_index
+            j = i
+            i = self.specs[i].qnext
+            m += 1
+        self.qhead[sidx] = i
+        if i < 0:
+            self.qtail[sidx] = -1
+        self.specs[j].qnext = -1
+        self.nqueued -= m
+        if _ADD_REVERSED and m > 1:
+            # reverse the taken chain so that the last one is added first
+            i = first
+            first = -1
+            while i >= 0:
+                j = self.specs[i].qnext
+                self.specs[i].qnext = first
+                first = i
+                i = j
+        i = first
+        while i >= 0:
             sp = &self.specs[i]
+            i = sp.qnext
             sp.ctx.ctl = &lane.ctl
             sp.ctx.kind = sp.kind
             sp.ctx.carrier = <PyObject *>self.carrier
-            sp.lane = lane.index
-            sp.state = ST_SENT
             rc = GEARMAN_SUCCESS
             if sp.kind == K_STATUS:
                 gt = gearman_client_add_task_status(c, NULL, &sp.ctx, sp.uq, &rc)
@@ -315,21 +356,16 @@ cdef class _Run:
                           sp.wp, sp.wn, &rc)
             if gt == NULL:
                 # refused before anything was sent (size, arguments): this spec alone fails
-                self._fail(i, _error(rc, lane.conn, None))
-                sp.refused = True
-                if self.first_error is None:
-                    self.first_error = self.errors[i]
-                if lane.conn.c == NULL:
-                    return 0
+                self._fail(sp - self.specs, _error(rc, lane, None))
                 continue
             lane.added += 1
             lane.idle = False
         return 0
 
-    cdef gearman_task_st *_add_epoch(self, _Lane lane, _Spec *sp) except? NULL:
+    cdef gearman_task_st *_add_epoch(self, _Conn lane, _Spec *sp) except? NULL:
         """gearman_execute adds the task and runs every pending task with its own callbacks
         (docs/libgearman-1.1.20.md#epoch-jobs); it must not be freed under our feet."""
-        cdef gearman_client_st *c = lane.conn.c
+        cdef gearman_client_st *c = lane.c
         cdef gearman_task_st *gt
         gearman_client_remove_options(c, GEARMAN_CLIENT_FREE_TASKS)
         gearman_client_set_timeout(c, _slice_ms(self.deadline, SLICE_MS))
@@ -339,25 +375,25 @@ cdef class _Run:
             gt = _execute_epoch(c, sp.fn, sp.fnn, sp.uq, sp.uqn, <time_t>ceil(sp.epoch),
                                 <gearman_job_priority_t>sp.priority, sp.wp, sp.wn, &sp.ctx)
         sp.task = gt
-        sp.gen = lane.conn.gen
+        sp.gen = lane.gen
         lane.epoch = gt != NULL
         return gt
 
-    cdef int _settle_epoch(self, _Lane lane) except -1:
+    cdef int _settle_epoch(self, _Conn lane) except -1:
         cdef Py_ssize_t i
         cdef _Spec *sp
         cdef gearman_return_t rc
         for i in range(self.n):
             sp = &self.specs[i]
-            if sp.kind != K_EPOCH or sp.task == NULL or sp.lane != lane.index:
+            if sp.kind != K_EPOCH or sp.task == NULL or sp.lane != lane.lane_index:
                 continue
-            if lane.conn.gen == sp.gen:
+            if lane.gen == sp.gen:
                 rc = gearman_task_return(sp.task)
                 if rc != GEARMAN_UNKNOWN_STATE:
                     sp.ctx.rc = rc
                     strncpy(sp.ctx.handle, gearman_task_job_handle(sp.task), 63)
                 gearman_task_free(sp.task)
-                gearman_client_add_options(lane.conn.c, GEARMAN_CLIENT_FREE_TASKS)
+                gearman_client_add_options(lane.c, GEARMAN_CLIENT_FREE_TASKS)
             sp.task = NULL
         lane.epoch = False
         return 0
@@ -374,7 +410,7 @@ cdef class _Run:
             raise
 
     cdef int _go(self) except -1:
-        cdef _Lane lane
+        cdef _Conn lane
         cdef list busy
         cdef bint nb
         if not self.started:
@@ -382,20 +418,24 @@ cdef class _Run:
             self._coalesce()
             self._queue_all()
         while True:
-            if self.queues:
+            if self.nqueued:
                 self._fill()
-            busy = [lane for lane in self.lanes if not lane.idle and not lane.dead]
+            if len(self.lanes) == 1:       # the common case, without a list per round
+                lane = <_Conn>self.lanes[0]
+                busy = self.lanes if not lane.idle and not lane.dead else []
+            else:
+                busy = [lane for lane in self.lanes if not lane.idle and not lane.dead]
             if not busy:
-                if self.queues:
+                if self.nqueued:
                     continue
-                if self.later:
+                if self.nlater:
                     self._queue_later()
                     continue
                 self._release_lanes()
                 if self.first_error is not None:
                     raise self.first_error      # the other connections ran to their end first
                 return 0
-            nb = len(busy) > 1 or bool(self.queues)
+            nb = len(busy) > 1
             for lane in busy:
                 if self._step(lane, nb):
                     return 1
@@ -407,20 +447,24 @@ cdef class _Run:
                     f"{', '.join(sorted({lane.server.address for lane in busy}))}: "
                     f"the job did not finish before the deadline", GEARMAN_TIMEOUT)
 
-    cdef int _step(self, _Lane lane, bint nb) except -1:
+    cdef int _step(self, _Conn lane, bint nb) except -1:
         """One call of run_tasks on the lane: a blocking slice, or (nb) only what can be done
         without waiting. Returns 1 when a stream's chunk is ready."""
         cdef gearman_return_t rc
-        cdef gearman_client_st *c = lane.conn.c
+        cdef gearman_client_st *c = lane.c
         cdef int ms
+        cdef Py_ssize_t before = lane.ctl.done + lane.ctl.created
         if nb != lane.nb:
             if nb:
                 gearman_client_add_options(c, GEARMAN_CLIENT_NON_BLOCKING)
             else:
                 gearman_client_remove_options(c, GEARMAN_CLIENT_NON_BLOCKING)
             lane.nb = nb
-        ms = ROUND_MS if nb else _slice_ms(self.deadline, SLICE_MS)
-        if not nb:
+        if nb:
+            ms = ROUND_MS
+        else:
+            # with specs waiting for room, come back soon to see whether they need a lane
+            ms = _slice_ms(self.deadline, ROUND_MS if self.nqueued else SLICE_MS)
             gearman_client_set_timeout(c, ms)
         lane.ctl.slice_end = _now() + ms / 1000.0
         lane.ctl.pause_requested = False
@@ -429,12 +473,14 @@ cdef class _Run:
         if lane.ctl.cb_error:
             lane.ctl.cb_error = False
             self.carrier.raise_if_stored()
+        if not nb:
+            self.stalled = lane.ctl.done + lane.ctl.created == before
         if rc == GEARMAN_SUCCESS:
             lane.idle = True
             if lane.epoch:
                 self._settle_epoch(lane)
             if lane.reset_after:
-                lane.conn.reset()
+                lane.reset()
                 lane.dead = True
             return 0
         if rc == GEARMAN_PAUSE and lane.ctl.pause_requested:
@@ -447,90 +493,82 @@ cdef class _Run:
     cdef int _wait(self, list busy) except -1:
         """Several connections are busy: wait on each in turn for a short while (1 ms while
         replies keep coming, growing to ROUND_MS / n when they do not)."""
-        cdef _Lane lane
+        cdef _Conn lane
         cdef gearman_return_t rc
-        cdef int ms
         cdef Py_ssize_t seen = 0
-        cdef gearman_client_st *c
         for lane in busy:
             seen += lane.ctl.done + lane.ctl.created
         if seen != self.seen:
             self.wait_ms = 1
-        elif self.wait_ms < ROUND_MS // len(busy):
-            self.wait_ms *= 2
+            self.stalled = False
+        else:
+            self.stalled = True
+            if self.wait_ms < ROUND_MS // len(busy):
+                self.wait_ms *= 2
         self.seen = seen
         for lane in busy:
-            c = lane.conn.c
-            if lane.dead or lane.idle or c == NULL:
+            if lane.dead or lane.idle or lane.c == NULL:
                 continue
-            gearman_client_set_timeout(c, _slice_ms(self.deadline, max(1, self.wait_ms)))
+            gearman_client_set_timeout(lane.c, _slice_ms(self.deadline, max(1, self.wait_ms)))
             with nogil:
-                rc = gearman_client_wait(c)
+                rc = gearman_client_wait(lane.c)
             if rc == GEARMAN_SUCCESS:
                 self.wait_ms = 1
             elif rc != GEARMAN_TIMEOUT and rc != GEARMAN_IO_WAIT and rc != GEARMAN_NO_ACTIVE_FDS:
                 self._lane_failed(lane, rc)
         return 0
 
-    cdef int _lane_failed(self, _Lane lane, gearman_return_t rc) except -1:
+    cdef int _lane_failed(self, _Conn lane, gearman_return_t rc) except -1:
         """The connection broke. Specs that never reached the server go to the next one; if
         the server acknowledged nothing on it (typically a socket left stale by a server
         restart) they are tried once more on a new connection; the rest fail with the error."""
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, requeued = 0
         cdef _Spec *sp
         cdef bint untouched = lane.ctl.created == 0 and lane.ctl.done == 0
-        cdef bint retry = untouched and lane.server.index not in self.retried and (
-            rc == GEARMAN_LOST_CONNECTION or rc == GEARMAN_ERRNO)
-        err = _error(rc, lane.conn, None)
-        lane.conn.reset()
+        cdef bint retry = untouched and (rc == GEARMAN_LOST_CONNECTION or rc == GEARMAN_ERRNO) \
+            and (self.retried is None or lane.server.index not in self.retried)
+        err = _error(rc, lane, None)
+        lane.reset()
         lane.dead = True
-        q = []
         for i in range(self.n):
             sp = &self.specs[i]
-            if sp.lane != lane.index or sp.state != ST_SENT or sp.ctx.rc >= 0:
+            if sp.lane != lane.lane_index or sp.state != ST_SENT or sp.ctx.rc >= 0:
                 continue
-            if (_never_connected(rc) and sp.ctx.handle[0] == 0) or retry:
-                sp.state = ST_QUEUED
-                sp.lane = -1
+            if retry or (_never_connected(rc) and sp.ctx.handle[0] == 0):
                 sp.ctx.skip_next = False
-                q.append(i)
+                self._push(i, lane.server.index)
+                requeued += 1
             else:
                 self._fail(i, err)
-                if self.first_error is None:
-                    self.first_error = err
-        if not q:
-            return 0
-        self.queues.setdefault(lane.server.index, []).extend(q)
-        if retry:
-            self.retried.add(lane.server.index)
-            return 0
-        self._server_failed(lane.server, err)
+        if requeued:
+            if retry:
+                if self.retried is None:
+                    self.retried = set()
+                self.retried.add(lane.server.index)
+            else:
+                self._server_failed(lane.server, err)
         return 0
 
     cdef void _release_lanes(self) noexcept:
         """The run is over: connections go back to blocking mode for the next call."""
-        cdef _Lane lane
+        cdef _Conn lane
         for lane in self.lanes:
-            if lane.conn.c != NULL and lane.conn.gen == lane.gen and lane.nb:
-                gearman_client_remove_options(lane.conn.c, GEARMAN_CLIENT_NON_BLOCKING)
+            if lane.c != NULL and lane.nb:
+                gearman_client_remove_options(lane.c, GEARMAN_CLIENT_NON_BLOCKING)
             lane.nb = False
-        self.lanes = []
+        del self.lanes[:]
 
     cdef void _abandon_lanes(self) noexcept:
         """Drop every connection that still has work of this run: its tasks go with the handle."""
-        cdef _Lane lane
-        if self.lanes is None:
-            return
+        cdef _Conn lane
         for lane in self.lanes:
-            if lane.conn.gen == lane.gen and not lane.idle:
-                lane.conn.reset()
+            if not lane.idle and not lane.dead:
+                lane.reset()
         self._release_lanes()
 
     cdef void _abort(self, object exc) noexcept:
-        """An exception ends the run: what has no outcome yet gets this error (a timeout, a
-        lost connection) and the connections in use are dropped."""
-        cdef Py_ssize_t i
-        cdef _Spec *sp
+        """An exception ends the run: the connections in use are dropped, and what has no
+        outcome yet gets this exception (a timeout, Ctrl-C...)."""
         self._abandon_lanes()
         if isinstance(exc, Exception):
             self.abort_exc = exc

@@ -238,22 +238,30 @@ cdef bytes _payload_copy(object data, str what):
 
 # Uniques for jobs the caller gave none: libgearman's own cost ~9 us per job
 # (docs/libgearman-1.1.20.md#libuuid-unique-cost), so we draw 128 random bits from a pool refilled
-# with os.urandom. The pool is dropped after fork, so parent and child never hand out the same one.
+# with os.urandom. A forked child drops the pool (register_at_fork), so parent and child never hand
+# out the same unique, and no getpid() per job is needed.
 cdef bytes _rand_pool = b""
 cdef Py_ssize_t _rand_pos = 0
-cdef int _rand_pid = -1
 cdef const char *_HEX = b"0123456789abcdef"
+
+
+def _drop_rand_pool():
+    global _rand_pool, _rand_pos
+    _rand_pool = b""
+    _rand_pos = 0
+
+
+os.register_at_fork(after_in_child=_drop_rand_pool)
 
 
 cdef void _fresh_unique(char *out) except *:
     """Writes 32 hex chars + NUL into out."""
-    global _rand_pool, _rand_pos, _rand_pid
+    global _rand_pool, _rand_pos
     cdef const unsigned char *src
     cdef int i
-    if _rand_pid != getpid() or _rand_pos + 16 > PyBytes_GET_SIZE(_rand_pool):
+    if _rand_pos + 16 > PyBytes_GET_SIZE(_rand_pool):
         _rand_pool = os.urandom(4096)
         _rand_pos = 0
-        _rand_pid = getpid()
     src = <const unsigned char *>PyBytes_AS_STRING(_rand_pool) + _rand_pos
     _rand_pos += 16
     for i in range(16):
