@@ -33,7 +33,6 @@ cdef struct _RunCtl:
     bint pause_requested     # stream(): a chunk is ready for the iterator
     Py_ssize_t done          # tasks finished on this connection (complete/fail/exception/queued)
     Py_ssize_t created       # JOB_CREATED packets seen on this connection
-    Py_ssize_t refill_at     # pause run_tasks once `done` reaches this, to refill (0: never)
 
 
 cdef struct _TaskCtx:

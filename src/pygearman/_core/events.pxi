@@ -146,11 +146,6 @@ cdef inline gearman_return_t _event(gearman_task_st *task, int ev) noexcept nogi
         if _dispatch(task, ctx, ev):
             ctx.skip_next = True
             return GEARMAN_PAUSE
-    if ctx.ctl.refill_at and ctx.ctl.done >= ctx.ctl.refill_at:
-        # half the window has finished: let the engine refill it (one pipelined send)
-        ctx.ctl.refill_at = 0
-        ctx.skip_next = True
-        return GEARMAN_PAUSE
     if (ev & EV_PROGRESS) and _now() >= ctx.ctl.slice_end:
         ctx.skip_next = True
         return GEARMAN_PAUSE
