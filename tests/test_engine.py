@@ -21,6 +21,9 @@ import pygearman
 from pygearman import GearmanClient, GearmanWorker
 from pygearman.testing import GearmandServer, free_port
 
+from _support.gearmand import available_workers
+from _support.processes import run
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -70,20 +73,11 @@ def pool() -> Iterator[WorkerPool]:
         raise p.errors[0]
 
 
-def registered(server: GearmandServer, fn: str) -> int:
-    """Workers registered for fn on this server (admin 'status')."""
-    for line in server.admin("status").splitlines():
-        parts = line.split("\t")
-        if len(parts) == 4 and parts[0] == fn:
-            return int(parts[3])
-    return 0
-
-
 def wait_registered(server: GearmandServer, fn: str, n: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while registered(server, fn) < n:
+    while available_workers(server, fn) < n:
         if time.monotonic() > deadline:
-            pytest.fail(f"only {registered(server, fn)} of {n} workers registered for {fn} "
+            pytest.fail(f"only {available_workers(server, fn)} of {n} workers registered for {fn} "
                         f"on {server.address}")
         time.sleep(0.02)
 
@@ -117,12 +111,8 @@ class Spans:
 
 
 def run_child(code: str, *args: str, timeout: float = 30.0) -> "subprocess.CompletedProcess[str]":
-    """Run python -c code args... and return it; a hang fails the test (a crash is in returncode)."""
-    try:
-        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"the child process hung for {timeout} s; stdout so far:\n{e.stdout!r}")
+    """python -c code args...; a hang fails the test (a crash shows in returncode)."""
+    return run([sys.executable, "-c", code, *args], timeout=timeout)
 
 
 def describe_exit(proc: "subprocess.CompletedProcess[str]") -> str:
@@ -662,7 +652,7 @@ def test_deadline_in_the_middle_of_a_task_set(servers: int,
     """A deadline passes while one slow job runs: run_tasks raises GearmanTimeoutError and the
     tasks that finished before keep 'complete' and their result. With two servers the slow task
     is the first (it goes to the first server), so the other server's tasks finish in time only
-    if both servers' jobs run at the same time (item 3)."""
+    if both servers' jobs run at the same time."""
     srvs = [gearmand_factory() for _ in range(servers)]
     fast, slow = fname("fast"), fname("slow")
     release = threading.Event()

@@ -95,6 +95,7 @@ cdef class _Server:
     cdef list conns                # [_Conn]; conns[0] serves single calls
     cdef _Conn conn(self, Py_ssize_t i, _Exc carrier)
     cdef void reset_all(self) noexcept
+    cdef void forget_all(self) noexcept
 
 
 cdef class _Conn:
@@ -103,6 +104,7 @@ cdef class _Conn:
     cdef _Exc carrier              # where the log callback stores exceptions (the client's)
     cdef unsigned long gen         # bumped by reset(): tasks of older generations are gone
     cdef bint armed                # the "exceptions" server option was accepted
+    cdef unsigned long fork_gen    # process generation (see _fork_gen) the handle belongs to
     # as a lane of the run that uses it (lane_start() resets these):
     cdef _RunCtl ctl               # counters the task callbacks update
     cdef Py_ssize_t lane_index     # position in the run's lanes
@@ -117,6 +119,7 @@ cdef class _Conn:
     cdef int tick(self, double deadline, str what) except -1
     cdef void lane_start(self, Py_ssize_t index) noexcept
     cdef void reset(self) noexcept
+    cdef void forget(self) noexcept
 
 
 cdef class _Router:
@@ -130,12 +133,33 @@ cdef class _Router:
     cdef void remember(self, str handle, _Server s)
 
 
-cdef class _Run:
-    cdef Client client             # during a call only (None otherwise: no cycle)
-    cdef _Exc carrier              # where callbacks store exceptions
-    cdef _Spec *specs
+cdef class _Specs:
+    cdef _Spec *specs              # malloc'd; the callbacks write outcomes into specs[i].ctx
     cdef Py_ssize_t n
     cdef Py_ssize_t cap
+    cdef public object keep        # Python objects the specs point into
+    cdef list listeners            # per spec: _Listener or None
+    cdef list errors               # per spec: exception or None
+    cdef object abort_exc          # the exception that ended the run early
+    cdef object first_error        # a connection's failure, raised once the others are done
+    cdef void _free_specs(self) noexcept
+    cdef void set_job(self, Py_ssize_t i, int kind, int priority, const char *fn, size_t fnn,
+                      const char *uq, size_t uqn, const char *wp, size_t wn) noexcept
+    cdef void set_status(self, Py_ssize_t i, int kind, const char *key, Py_ssize_t server) noexcept
+    cdef void bind(self, Py_ssize_t i, _Listener li) noexcept
+    cdef int _coalesce(self) except -1
+    cdef int _fail(self, Py_ssize_t i, object err) except -1
+    cdef Py_ssize_t origin(self, Py_ssize_t i) noexcept
+    cdef object failure(self, Py_ssize_t o)
+    cdef object error_of(self, Py_ssize_t i, bytes fn)
+    cdef object value_of(self, Py_ssize_t i)
+    cdef _Server server_of(self, _Router r, Py_ssize_t i)
+    cdef int setup_specs(self, Py_ssize_t n) except -1
+
+
+cdef class _Run(_Specs):
+    cdef Client client             # during a call only (None otherwise: no cycle)
+    cdef _Exc carrier              # where callbacks store exceptions
     cdef Py_ssize_t *qhead         # per server: first queued spec, or -1 (malloc'd with qtail)
     cdef Py_ssize_t *qtail         # per server: last queued spec, or -1
     cdef Py_ssize_t qcap
@@ -144,24 +168,13 @@ cdef class _Run:
     cdef Py_ssize_t nlater         # status queries waiting for the jobs to finish
     cdef double deadline
     cdef int batch                 # tasks in flight per connection
-    cdef public object keep        # Python objects the specs point into
-    cdef list listeners            # per spec: _Listener or None
-    cdef list errors               # per spec: exception or None
     cdef list lanes                # [_Conn] in use by this run
     cdef set retried               # servers whose specs were already retried after a stale socket
     cdef bint started
     cdef bint stalled              # the last wait saw no reply: slow jobs, more lanes may help
-    cdef object abort_exc          # the exception that ended the run early
-    cdef object first_error        # a connection's failure, raised once the others are done
     cdef Py_ssize_t seen           # events seen at the last wait (progress detection)
     cdef int wait_ms
-    cdef void _free_specs(self) noexcept
     cdef int setup(self, Client client, Py_ssize_t n, double deadline, int batch) except -1
-    cdef void set_job(self, Py_ssize_t i, int kind, int priority, const char *fn, size_t fnn,
-                      const char *uq, size_t uqn, const char *wp, size_t wn) noexcept
-    cdef void set_status(self, Py_ssize_t i, int kind, const char *key, Py_ssize_t server) noexcept
-    cdef void bind(self, Py_ssize_t i, _Listener li) noexcept
-    cdef int _coalesce(self) except -1
     cdef void _push(self, Py_ssize_t i, Py_ssize_t s) noexcept
     cdef Py_ssize_t _pop(self, Py_ssize_t s) noexcept
     cdef int _queue_all(self) except -1
@@ -169,7 +182,6 @@ cdef class _Run:
     cdef int _fill(self) except -1
     cdef _Conn _open(self, _Server s)
     cdef int _server_failed(self, _Server s, object err) except -1
-    cdef int _fail(self, Py_ssize_t i, object err) except -1
     cdef int _add(self, _Conn lane, Py_ssize_t sidx) except -1
     cdef gearman_task_st *_add_epoch(self, _Conn lane, _Spec *sp) except? NULL
     cdef int _settle_epoch(self, _Conn lane) except -1
@@ -181,11 +193,6 @@ cdef class _Run:
     cdef void _release_lanes(self) noexcept
     cdef void _abandon_lanes(self) noexcept
     cdef void _abort(self, object exc) noexcept
-    cdef Py_ssize_t origin(self, Py_ssize_t i) noexcept
-    cdef object failure(self, Py_ssize_t o)
-    cdef object error_of(self, Py_ssize_t i, bytes fn)
-    cdef object value_of(self, Py_ssize_t i)
-    cdef _Server server_of(self, _Router r, Py_ssize_t i)
 
 
 cdef class _Listener:
@@ -233,6 +240,7 @@ cdef class JobStream:
     cdef _Exc _exc                 # exceptions of this stream's callbacks
     cdef _Run _run                 # the stream's own engine (paused between chunks)
     cdef void _release(self) noexcept
+    cdef void _abandon_after_fork(self) noexcept
 
 
 cdef class Client:
@@ -247,12 +255,13 @@ cdef class Client:
     cdef _Exc _exc                 # exceptions of callbacks during this client's calls
     cdef JobStream _stream         # the open stream(), if any
     cdef _Run _single              # the engine reused for single calls
+    cdef unsigned long _fork_gen   # process generation its connections belong to
+    cdef void _after_fork(self) noexcept
     cdef void _reset_all(self) noexcept
     cdef int _check_idle(self) except -1
     cdef int _enter(self) except -1
     cdef int _check_fn(self, bytes fn) except -1
     cdef _Run _run_for(self, Py_ssize_t n, double deadline, int batch)
-    cdef int _collect(self, _Run run, bytes fn, bint background, list out) except -1
 
 
 cdef class Worker:

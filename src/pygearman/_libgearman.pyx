@@ -22,6 +22,7 @@ from pygearman.includes.libgearman cimport *
 import logging
 import os
 import re
+import threading
 import warnings
 
 from pygearman.errors import (
@@ -43,5 +44,6 @@ include "_core/conn.pxi"
 include "_core/route.pxi"
 include "_core/run.pxi"
 include "_core/task.pxi"
+include "_core/batch.pxi"
 include "_core/client.pxi"
 include "_core/worker.pxi"

@@ -256,7 +256,7 @@ class GearmanClient(_libgearman.Client):
         """Submit every task added with ``add_task*()`` and wait until all have finished.
 
         Every task is in flight at once, on every job server: at most ``batch`` tasks per
-        connection, and as many connections per server as that needs (up to 16; beyond
+        connection, and for slow jobs more connections to the same server (up to 16; beyond
         16 × ``batch`` unfinished jobs per server, the next go out as earlier ones finish).
         Tasks with the same function and unique are one job: it runs once and every such
         task gets its outcome. Callbacks run in this thread as events arrive; if one raises,

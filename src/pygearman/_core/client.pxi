@@ -12,6 +12,7 @@ cdef class Client:
         self._callbacks = {}
         self._exc = _Exc()
         self._single = None
+        self._fork_gen = _fork_gen
 
     # -- configuration (no I/O) --------------------------------------------------------------
 
@@ -71,7 +72,22 @@ cdef class Client:
 
     # -- guards ------------------------------------------------------------------------------
 
+    cdef void _after_fork(self) noexcept:
+        """First use in a forked child: the connections are the parent's. Forget them (see
+        _Conn.forget), and whatever call or stream a thread of the parent had running."""
+        cdef _Server s
+        for s in self._router.servers:
+            s.forget_all()
+        self._fork_gen = _fork_gen
+        self._busy = False
+        self._single = None
+        if self._stream is not None:
+            self._stream._abandon_after_fork()
+        self._stream = None
+
     cdef int _check_idle(self) except -1:
+        if self._fork_gen != _fork_gen:
+            self._after_fork()
         if self._closed:
             raise RuntimeError("this GearmanClient is closed")
         if self._busy:
@@ -79,6 +95,8 @@ cdef class Client:
         return 0
 
     cdef int _enter(self) except -1:
+        if self._fork_gen != _fork_gen:
+            self._after_fork()
         if self._closed:
             raise RuntimeError("this GearmanClient is closed")
         if self._busy:
@@ -205,6 +223,10 @@ cdef class Client:
     def _stream_step(self, JobStream st):
         """Run the stream's job until its next chunk or its end."""
         cdef _Run run = st._run
+        if self._fork_gen != _fork_gen:
+            self._after_fork()        # abandons st: the next line says so
+        if st._done:
+            raise RuntimeError("this stream was abandoned (the process forked, or it was closed)")
         if self._busy:
             raise RuntimeError("this GearmanClient is in use by another call")
         if self._closed:
@@ -275,49 +297,19 @@ cdef class Client:
     def _run_tasks(self, timeout, batch):
         """Run every pending task at once; callbacks run in this thread as events arrive."""
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
-        cdef Py_ssize_t i, n
-        cdef GearmanTask t, first
         cdef _Run run
-        cdef bytes hb
         _check_batch(batch)
         self._enter()
         tasks = self._pending
         self._pending = []
-        n = len(tasks)
         try:
-            run = self._run_for(n, deadline, batch)
-            run.keep = [tasks]
-            for i in range(n):
-                t = tasks[i]
-                if t._status_only:
-                    hb = t._handle.encode("utf-8")
-                    run.keep.append(hb)
-                    run.set_status(i, K_STATUS, PyBytes_AS_STRING(hb), -1)
-                else:
-                    run.set_job(i, K_BACKGROUND if t._background else K_JOB, t._priority,
-                                PyBytes_AS_STRING(t._fn), PyBytes_GET_SIZE(t._fn),
-                                PyBytes_AS_STRING(t._uq) if t._uq is not None else NULL,
-                                PyBytes_GET_SIZE(t._uq) if t._uq is not None else 0,
-                                PyBytes_AS_STRING(t._workload), PyBytes_GET_SIZE(t._workload))
-                run.bind(i, t)
-                t._state = "queued"
+            run = self._run_for(len(tasks), deadline, batch)
+            _taskset_specs(run, tasks)
             try:
-                run._coalesce()
-                for i in range(n):
-                    if run.specs[i].primary >= 0:
-                        first = tasks[run.specs[i].primary]
-                        if first._twins is None:
-                            first._twins = []
-                        first._twins.append(tasks[i])
                 run.go()
             finally:
                 run.client = None
-                for i in range(n):
-                    t = tasks[i]
-                    o = run.origin(i)
-                    t._settle(&run.specs[o].ctx, run.failure(o))
-                    if t._background and t._handle:
-                        self._router.remember(t._handle, run.server_of(self._router, o))
+                _taskset_settle(run, tasks, self._router)
         finally:
             self._busy = False
         return tasks
@@ -330,49 +322,17 @@ cdef class Client:
         (or handles) in input order."""
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
         cdef bytes fn = _coerce(function, "function name", C_FUNCTION)
-        cdef Py_ssize_t n, i
-        cdef list items, uqs = None, out
+        cdef list items, uqs, out
         cdef _Run run
-        cdef object w, u
         _check_batch(batch)
         _check_priority(priority)
         self._check_fn(fn)
-        if isinstance(workloads, (bytes, str, bytearray, memoryview)):
-            raise TypeError("workloads must be an iterable of workloads, not a single workload")
-        items = list(workloads)
-        n = len(items)
-        if uniques is not None:
-            if isinstance(uniques, (bytes, str)):
-                raise TypeError("uniques must be a sequence of uniques (one per workload), "
-                                "not a single str or bytes")
-            uqs = [_coerce(u, "unique", C_UNIQUE) for u in uniques]
-            if len(uqs) != n:
-                raise ValueError(f"got {len(uqs)} uniques for {n} workloads")
-        # validate every workload before anything is sent
-        for i in range(n):
-            w = items[i]
-            if not isinstance(w, bytes):
-                if isinstance(w, str):
-                    items[i] = (<str>w).encode("utf-8")
-                else:
-                    try:
-                        items[i] = bytes(memoryview(w))
-                    except TypeError:
-                        raise TypeError(f"workload {i} must be bytes-like or str, not "
-                                        f"{type(w).__name__}") from None
-        out = [None] * n
+        items, uqs = _batch_inputs(workloads, uniques)
+        out = [None] * len(items)
         self._enter()
         try:
-            run = self._run_for(n, deadline, batch)
-            run.keep = [items, uqs, fn]
-            for i in range(n):
-                w = items[i]
-                u = uqs[i] if uqs is not None else None
-                run.set_job(i, K_BACKGROUND if background else K_JOB, priority,
-                            PyBytes_AS_STRING(fn), PyBytes_GET_SIZE(fn),
-                            PyBytes_AS_STRING(u) if u is not None else NULL,
-                            PyBytes_GET_SIZE(u) if u is not None else 0,
-                            PyBytes_AS_STRING(w), PyBytes_GET_SIZE(w))
+            run = self._run_for(len(items), deadline, batch)
+            _batch_specs(run, fn, items, uqs, priority, background)
             try:
                 run.go()
             except BaseException as e:
@@ -381,7 +341,7 @@ cdef class Client:
                 raise
             finally:
                 run.client = None
-                self._collect(run, fn, background, out)
+                _batch_collect(run, self._router, fn, background, out)
         finally:
             self._busy = False
         if not return_exceptions:
@@ -390,20 +350,6 @@ cdef class Client:
                     r.results = out
                     raise r
         return out
-
-    cdef int _collect(self, _Run run, bytes fn, bint background, list out) except -1:
-        """Each spec's outcome into out: what arrived stays even when the run failed."""
-        cdef Py_ssize_t i
-        for i in range(run.n):
-            o = run.origin(i)
-            if run.specs[o].ctx.rc == GEARMAN_SUCCESS and run.failure(o) is None:
-                out[i] = run.value_of(i)
-                if background:
-                    self._router.remember(out[i], run.server_of(self._router, i))
-            elif run.specs[o].ctx.rc >= 0 or run.specs[o].ctx.handle[0] != 0:
-                out[i] = run.error_of(i, fn)
-            # else: never acknowledged by a server; the slot stays None (and the call raised)
-        return 0
 
     # -- status, echo ------------------------------------------------------------------------
 
@@ -511,6 +457,8 @@ cdef class Client:
     def _close(self):
         if self._closed:
             return
+        if self._fork_gen != _fork_gen:
+            self._after_fork()
         if self._busy:
             raise RuntimeError("cannot close a GearmanClient while another thread is using it")
         if self._stream is not None:

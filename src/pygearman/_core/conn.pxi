@@ -17,6 +17,7 @@ cdef class _Conn:
         self.carrier = carrier
         self.c = NULL
         self.gen = 0
+        self.fork_gen = _fork_gen
 
     cdef int open(self, Client owner, double deadline) except -1:
         """Create, configure and arm the handle if needed. Raises _NotSent(error) when nothing
@@ -132,6 +133,10 @@ cdef class _Conn:
         counters skewed (docs/libgearman-1.1.20.md#could-not-connect-skew). Freed without the
         GIL: closing a socket with unsent data can linger (docs/libgearman-1.1.20.md#linger-10s)."""
         cdef gearman_client_st *c = self.c
+        if self.fork_gen != _fork_gen:
+            self.forget()           # the parent's handle: never shut its socket down
+            self.fork_gen = _fork_gen
+            return
         self.c = NULL
         if c != NULL:
             with nogil:
@@ -140,10 +145,19 @@ cdef class _Conn:
         self.armed = False
         self.server.probed = False     # whatever listens there now gets looked at again
 
+    cdef void forget(self) noexcept:
+        """In a forked child: drop the handle inherited from the parent without freeing it.
+        Freeing would shut its socket down (shutdown(2) acts on the parent's connection too);
+        the child leaves the descriptor open and unused and connects anew on next use."""
+        self.c = NULL
+        self.gen += 1
+        self.armed = False
+        self.idle = True
+
     def __dealloc__(self):
-        if self.c != NULL:
+        if self.c != NULL and self.fork_gen == _fork_gen:
             gearman_client_free(self.c)
-            self.c = NULL
+        self.c = NULL
 
 
 @cython.final
@@ -168,3 +182,10 @@ cdef class _Server:
         cdef _Conn c
         for c in self.conns:
             c.reset()
+
+    cdef void forget_all(self) noexcept:
+        cdef _Conn c
+        for c in self.conns:
+            c.forget()
+            c.fork_gen = _fork_gen
+        self.probed = False

@@ -7,55 +7,20 @@ cdef enum:
     ROUND_MS = 20        # several busy connections: one round of waits lasts about this long
 
 
-@cython.final
 @cython.no_gc_clear
-cdef class _Run:
-    """Runs job specs on a client's servers, all at once.
+cdef class _Specs:
+    """The job specs of one run and what came of them: a C array the task callbacks write
+    outcomes into (each spec's _TaskCtx), and the Python objects it points into (``keep``)."""
 
-    ``setup(client, n, ...)`` sizes the spec array; callers fill ``specs[i]`` with
-    ``set_job``/``set_status`` and keep the Python objects the specs point into alive (``keep``).
-    ``go()`` queues every spec on its server (duplicate foreground uniques are submitted once: the
-    twins take the first one's outcome) and drives the servers' connections together in this
-    thread: each connection (a "lane") holds at most ``batch`` tasks (libgearman matches replies in
-    O(tasks in flight), docs/libgearman-1.1.20.md#reply-matching-quadratic) and is refilled in
-    halves as they finish; another connection to the same server is opened only when the open
-    ones are full and saw no reply for a while (slow jobs). A single busy connection waits in
-    GIL-free slices of SLICE_MS; several take turns in short non-blocking waits (libgearman has no
-    public fds, docs/libgearman-1.1.20.md#no-public-fds). Status queries go after the jobs, on
-    their own (docs/libgearman-1.1.20.md#status-steals-created).
-
-    Ownership: the tasks belong to their connection (see _Conn). The run frees only epoch
-    tasks, and only if the connection is still in the generation it added them in; everything
-    else is freed by libgearman as it finishes (FREE_TASKS) or with the handle by ``abandon``.
-    ``specs`` stays allocated until no handle can point into it any more.
-    """
-
-    def __cinit__(self, _Exc carrier):
-        self.carrier = carrier
+    def __cinit__(self, *args):
         self.specs = NULL
-        self.qhead = NULL
-        self.lanes = []
 
     def __dealloc__(self):
-        self._abandon_lanes()
         self._free_specs()
-        free(self.qhead)
-        self.qhead = NULL
 
-    cdef void _free_specs(self) noexcept:
+    cdef int setup_specs(self, Py_ssize_t n) except -1:
+        """Room for n fresh specs (what a previous run left is freed)."""
         cdef Py_ssize_t i
-        if self.specs != NULL:
-            for i in range(self.n):
-                _ctx_clear(&self.specs[i].ctx)
-            free(self.specs)
-            self.specs = NULL
-        self.n = self.cap = 0
-
-    cdef int setup(self, Client client, Py_ssize_t n, double deadline, int batch) except -1:
-        """Make room for n specs (a fresh run). The caller sets ``client`` to None when the
-        run is over (no cycle through the client's own run)."""
-        cdef Py_ssize_t i, ns = len(client._router.servers)
-        self._abandon_lanes()
         for i in range(self.n):
             _ctx_clear(&self.specs[i].ctx)
         if n > self.cap:
@@ -65,17 +30,6 @@ cdef class _Run:
                 self.cap = 0
                 raise MemoryError()
             self.cap = n
-        if ns > self.qcap:
-            free(self.qhead)
-            # qhead[ns], qtail[ns]
-            self.qhead = <Py_ssize_t *>malloc(2 * ns * sizeof(Py_ssize_t))
-            if self.qhead == NULL:
-                self.qcap = 0
-                raise MemoryError()
-            self.qcap = ns
-        self.qtail = self.qhead + ns
-        for i in range(ns):
-            self.qhead[i] = self.qtail[i] = -1
         if n:
             memset(self.specs, 0, n * sizeof(_Spec))
         for i in range(n):
@@ -84,24 +38,22 @@ cdef class _Run:
             self.specs[i].lane = -1
             self.specs[i].pinned = -1
             self.specs[i].qnext = -1
-        self.client = client
-        self.nservers = ns
         self.n = n
-        self.deadline = deadline
-        self.batch = batch
         self.keep = None
         self.listeners = None
         self.errors = None
-        self.retried = None
         self.abort_exc = None
         self.first_error = None
-        self.started = False
-        self.stalled = False
-        self.nqueued = 0
-        self.nlater = 0
-        self.seen = 0
-        self.wait_ms = 1
         return 0
+
+    cdef void _free_specs(self) noexcept:
+        cdef Py_ssize_t i
+        if self.specs != NULL:
+            for i in range(self.n):
+                _ctx_clear(&self.specs[i].ctx)
+            free(self.specs)
+            self.specs = NULL
+        self.n = self.cap = 0
 
     cdef void set_job(self, Py_ssize_t i, int kind, int priority, const char *fn, size_t fnn,
                       const char *uq, size_t uqn, const char *wp, size_t wn) noexcept:
@@ -134,8 +86,6 @@ cdef class _Run:
         self.specs[i].ctx.listener = <PyObject *>li
         self.specs[i].ctx.wants = li._wants()
 
-    # -- queueing ----------------------------------------------------------------------------
-
     cdef int _coalesce(self) except -1:
         """Two foreground jobs with the same function and unique in one run are one job for
         gearmand, and libgearman would wait forever for the second reply
@@ -159,6 +109,124 @@ cdef class _Run:
                 sp.primary = first
                 sp.state = ST_DONE
         return 0
+
+    cdef int _fail(self, Py_ssize_t i, object err) except -1:
+        """Spec i ends with err (not with its job's outcome); the call raises the first such
+        error once everything else has run."""
+        if self.errors is None:
+            self.errors = [None] * self.n
+        self.errors[i] = err
+        self.specs[i].state = ST_DONE
+        if self.first_error is None:
+            self.first_error = err
+        return 0
+
+    cdef Py_ssize_t origin(self, Py_ssize_t i) noexcept:
+        """The spec whose job spec i followed (itself unless it was coalesced)."""
+        cdef Py_ssize_t p = self.specs[i].primary
+        return i if p < 0 else p
+
+    cdef object failure(self, Py_ssize_t o):
+        """What ended spec o other than its job's outcome (a lost connection, a refusal, the
+        deadline or Ctrl-C that ended the run), or None."""
+        if self.errors is not None and self.errors[o] is not None:
+            return self.errors[o]
+        if self.specs[o].ctx.rc < 0:
+            return self.abort_exc
+        return None
+
+    cdef object error_of(self, Py_ssize_t i, bytes fn):
+        """The exception of spec i, or None if it succeeded."""
+        cdef Py_ssize_t o = self.origin(i)
+        cdef _TaskCtx *ctx = &self.specs[o].ctx
+        err = self.failure(o)
+        if err is not None:
+            return err
+        if ctx.rc == GEARMAN_SUCCESS:
+            return None
+        return _ctx_error(ctx, fn.decode("utf-8", "replace") if fn is not None else None)
+
+    cdef object value_of(self, Py_ssize_t i):
+        """Result bytes (foreground), handle str (background) of a successful spec i."""
+        cdef _TaskCtx *ctx = &self.specs[self.origin(i)].ctx
+        if ctx.kind == K_BACKGROUND or ctx.kind == K_EPOCH:
+            return ctx.handle.decode("utf-8", "replace")
+        if ctx.result == NULL:
+            return b""
+        return PyBytes_FromStringAndSize(<char *>ctx.result, ctx.result_len)
+
+    cdef _Server server_of(self, _Router r, Py_ssize_t i):
+        """The server that ran spec i's job."""
+        return <_Server>r.servers[self.specs[self.origin(i)].server]
+
+
+
+
+@cython.final
+@cython.no_gc_clear
+cdef class _Run(_Specs):
+    """Runs job specs on a client's servers, all at once.
+
+    ``setup(client, n, ...)`` sizes the spec array; callers fill ``specs[i]`` with
+    ``set_job``/``set_status`` and keep the Python objects the specs point into alive (``keep``).
+    ``go()`` queues every spec on its server (duplicate foreground uniques are submitted once: the
+    twins take the first one's outcome) and drives the servers' connections together in this
+    thread: each connection (a "lane") holds at most ``batch`` tasks (libgearman matches replies in
+    O(tasks in flight), docs/libgearman-1.1.20.md#reply-matching-quadratic) and is refilled in
+    halves as they finish; another connection to the same server is opened only when the open
+    ones are full and saw no reply for a while (slow jobs). A single busy connection waits in
+    GIL-free slices of SLICE_MS; several take turns in short non-blocking waits (libgearman has no
+    public fds, docs/libgearman-1.1.20.md#no-public-fds). Status queries go after the jobs, on
+    their own (docs/libgearman-1.1.20.md#status-steals-created).
+
+    Ownership: the tasks belong to their connection (see _Conn). The run frees only epoch
+    tasks, and only if the connection is still in the generation it added them in; everything
+    else is freed by libgearman as it finishes (FREE_TASKS) or with the handle by ``abandon``.
+    ``specs`` stays allocated until no handle can point into it any more.
+    """
+
+    def __cinit__(self, _Exc carrier):
+        self.carrier = carrier
+        self.qhead = NULL
+        self.lanes = []
+
+    def __dealloc__(self):
+        # before _Specs.__dealloc__ frees the specs: no handle may point into them any more
+        self._abandon_lanes()
+        free(self.qhead)
+        self.qhead = NULL
+
+    cdef int setup(self, Client client, Py_ssize_t n, double deadline, int batch) except -1:
+        """Make room for n specs (a fresh run). The caller sets ``client`` to None when the
+        run is over (no cycle through the client's own run)."""
+        cdef Py_ssize_t i, ns = len(client._router.servers)
+        self._abandon_lanes()
+        self.setup_specs(n)
+        if ns > self.qcap:
+            free(self.qhead)
+            # qhead[ns], qtail[ns]
+            self.qhead = <Py_ssize_t *>malloc(2 * ns * sizeof(Py_ssize_t))
+            if self.qhead == NULL:
+                self.qcap = 0
+                raise MemoryError()
+            self.qcap = ns
+        self.qtail = self.qhead + ns
+        for i in range(ns):
+            self.qhead[i] = self.qtail[i] = -1
+        self.client = client
+        self.nservers = ns
+        self.deadline = deadline
+        self.batch = batch
+        self.retried = None
+        self.started = False
+        self.stalled = False
+        self.nqueued = 0
+        self.nlater = 0
+        self.seen = 0
+        self.wait_ms = 1
+        return 0
+
+    # -- queueing ----------------------------------------------------------------------------
 
     cdef inline void _push(self, Py_ssize_t i, Py_ssize_t s) noexcept:
         """Queue spec i on server s (FIFO)."""
@@ -284,17 +352,6 @@ cdef class _Run:
             else:
                 self._fail(i, r.none_reachable(err))
             i = self._pop(s.index)
-        return 0
-
-    cdef int _fail(self, Py_ssize_t i, object err) except -1:
-        """Spec i ends with err (not with its job's outcome); the call raises the first such
-        error once everything else has run."""
-        if self.errors is None:
-            self.errors = [None] * self.n
-        self.errors[i] = err
-        self.specs[i].state = ST_DONE
-        if self.first_error is None:
-            self.first_error = err
         return 0
 
     cdef int _add(self, _Conn lane, Py_ssize_t sidx) except -1:
@@ -454,6 +511,8 @@ cdef class _Run:
         cdef gearman_client_st *c = lane.c
         cdef int ms
         cdef Py_ssize_t before = lane.ctl.done + lane.ctl.created
+        cdef sigset_t old
+        cdef bint held
         if nb != lane.nb:
             if nb:
                 gearman_client_add_options(c, GEARMAN_CLIENT_NON_BLOCKING)
@@ -469,7 +528,13 @@ cdef class _Run:
         lane.ctl.slice_end = _now() + ms / 1000.0
         lane.ctl.pause_requested = False
         with nogil:
-            rc = gearman_client_run_tasks(c)
+            if nb:
+                rc = gearman_client_run_tasks(c)       # does not wait
+            else:
+                held = _hold_signals(&old)
+                rc = gearman_client_run_tasks(c)
+                if held:
+                    _release_signals(&old)
         if lane.ctl.cb_error:
             lane.ctl.cb_error = False
             self.carrier.raise_if_stored()
@@ -496,6 +561,8 @@ cdef class _Run:
         cdef _Conn lane
         cdef gearman_return_t rc
         cdef Py_ssize_t seen = 0
+        cdef sigset_t old
+        cdef bint held
         for lane in busy:
             seen += lane.ctl.done + lane.ctl.created
         if seen != self.seen:
@@ -511,7 +578,10 @@ cdef class _Run:
                 continue
             gearman_client_set_timeout(lane.c, _slice_ms(self.deadline, max(1, self.wait_ms)))
             with nogil:
+                held = _hold_signals(&old)
                 rc = gearman_client_wait(lane.c)
+                if held:
+                    _release_signals(&old)
             if rc == GEARMAN_SUCCESS:
                 self.wait_ms = 1
             elif rc != GEARMAN_TIMEOUT and rc != GEARMAN_IO_WAIT and rc != GEARMAN_NO_ACTIVE_FDS:
@@ -576,47 +646,6 @@ cdef class _Run:
     def close(self):
         """Abandon what is still running (a stream closed early)."""
         self._abandon_lanes()
-
-    # -- outcomes ----------------------------------------------------------------------------
-
-    cdef Py_ssize_t origin(self, Py_ssize_t i) noexcept:
-        """The spec whose job spec i followed (itself unless it was coalesced)."""
-        cdef Py_ssize_t p = self.specs[i].primary
-        return i if p < 0 else p
-
-    cdef object failure(self, Py_ssize_t o):
-        """What ended spec o other than its job's outcome (a lost connection, a refusal, the
-        deadline or Ctrl-C that ended the run), or None."""
-        if self.errors is not None and self.errors[o] is not None:
-            return self.errors[o]
-        if self.specs[o].ctx.rc < 0:
-            return self.abort_exc
-        return None
-
-    cdef object error_of(self, Py_ssize_t i, bytes fn):
-        """The exception of spec i, or None if it succeeded."""
-        cdef Py_ssize_t o = self.origin(i)
-        cdef _TaskCtx *ctx = &self.specs[o].ctx
-        err = self.failure(o)
-        if err is not None:
-            return err
-        if ctx.rc == GEARMAN_SUCCESS:
-            return None
-        return _ctx_error(ctx, fn.decode("utf-8", "replace") if fn is not None else None)
-
-    cdef object value_of(self, Py_ssize_t i):
-        """Result bytes (foreground), handle str (background) of a successful spec i."""
-        cdef _TaskCtx *ctx = &self.specs[self.origin(i)].ctx
-        if ctx.kind == K_BACKGROUND or ctx.kind == K_EPOCH:
-            return ctx.handle.decode("utf-8", "replace")
-        if ctx.result == NULL:
-            return b""
-        return PyBytes_FromStringAndSize(<char *>ctx.result, ctx.result_len)
-
-    cdef _Server server_of(self, _Router r, Py_ssize_t i):
-        """The server that ran spec i's job."""
-        return <_Server>r.servers[self.specs[self.origin(i)].server]
-
 
 cdef gearman_task_st *_add(gearman_client_st *c, int priority, bint background, void *ctx,
                            const char *fn, const char *uq, const char *wp, size_t wn,

@@ -293,6 +293,15 @@ cdef class JobStream:
         if self._client is not None and self._client._stream is self:
             self._client._stream = None
 
+    cdef void _abandon_after_fork(self) noexcept:
+        """The process forked: the job and its connection belong to the parent."""
+        if self._run is not None:
+            del self._run.lanes[:]       # forgotten, not reset: see _Conn.forget
+        if self._task is not None and not self._task.finished:
+            self._task._error = RuntimeError("the stream was opened before the process forked")
+            self._task._state = "error"
+        self._release()
+
     def close(self):
         """Abandon the job if it is still running (its connection is dropped; the job may
         still run on the server). Idempotent."""

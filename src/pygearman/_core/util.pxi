@@ -27,6 +27,28 @@ cdef extern from "<poll.h>" nogil:
     enum:
         POLLIN
 
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    pthread_t pthread_self()
+    int pthread_equal(pthread_t a, pthread_t b)
+
+cdef extern from "<signal.h>" nogil:
+    ctypedef struct sigset_t:
+        pass
+    int sigfillset(sigset_t *set)
+    int sigdelset(sigset_t *set, int signum)
+    int pthread_sigmask(int how, const sigset_t *set, sigset_t *oldset)
+    enum:
+        SIG_BLOCK
+        SIG_SETMASK
+        SIGSEGV
+        SIGBUS
+        SIGFPE
+        SIGILL
+        SIGABRT
+        SIGTRAP
+        SIGSYS
+
 _log = logging.getLogger("pygearman")
 
 # How long one blocking libgearman call may run before we look at signals and deadlines again:
@@ -110,6 +132,30 @@ cdef inline int _slice_ms(double deadline, int slice_ms) noexcept nogil:
     if left < 1:
         return 1
     return <int>left
+
+
+# libgearman restarts poll() with its full timeout whenever a signal interrupts it
+# (docs/libgearman-1.1.20.md#eintr-restart): with a signal every few ms (a profiler, a periodic
+# timer) a wait would never end, and neither would deadlines or Ctrl-C. So the main thread (where
+# Python's handlers run) keeps asynchronous signals pending while libgearman waits; they are
+# delivered, and their Python handlers run, as soon as the slice (at most SLICE_MS) is over.
+cdef sigset_t _async_signals
+sigfillset(&_async_signals)
+for _sig in (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS):
+    sigdelset(&_async_signals, _sig)
+# where CPython runs signal handlers (its ident is the pthread_t on POSIX)
+cdef pthread_t _main_thread = <pthread_t>threading.main_thread().ident
+
+
+cdef inline bint _hold_signals(sigset_t *old) noexcept nogil:
+    """Keep signals pending during a libgearman wait (main thread only); True if it did."""
+    if not pthread_equal(pthread_self(), _main_thread):
+        return False
+    return pthread_sigmask(SIG_BLOCK, &_async_signals, old) == 0
+
+
+cdef inline void _release_signals(sigset_t *old) noexcept nogil:
+    pthread_sigmask(SIG_SETMASK, old, NULL)
 
 
 cdef class _Unset:
@@ -245,13 +291,19 @@ cdef Py_ssize_t _rand_pos = 0
 cdef const char *_HEX = b"0123456789abcdef"
 
 
-def _drop_rand_pool():
-    global _rand_pool, _rand_pos
+# Bumped in a forked child: objects made in an earlier generation hold libgearman handles whose
+# sockets the parent still uses; they drop them (without a byte or a shutdown) on next use.
+cdef unsigned long _fork_gen = 0
+
+
+def _after_fork_in_child():
+    global _rand_pool, _rand_pos, _fork_gen
     _rand_pool = b""
     _rand_pos = 0
+    _fork_gen += 1
 
 
-os.register_at_fork(after_in_child=_drop_rand_pool)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 cdef void _fresh_unique(char *out) except *:
