@@ -115,7 +115,8 @@ cdef class _Conn:
     cdef bint reset_after          # drop the handle when idle (status by unique)
     cdef bint epoch                # holds an epoch task
     cdef int open(self, Client owner, double deadline) except -1
-    cdef int _arm(self, double deadline) except -1
+    cdef int _create(self, Client owner, double deadline) except -1
+    cdef bint _arm_once(self, double deadline, int step) except -1
     cdef int tick(self, double deadline, str what) except -1
     cdef void lane_start(self, Py_ssize_t index) noexcept
     cdef void reset(self) noexcept
@@ -285,6 +286,7 @@ cdef class Worker:
     cdef int _max_retries
     cdef bint _probed              # every server answered our probe like a Gearman server
     cdef bint _bufs_done           # socket buffers enlarged since the last (re)connect
+    cdef GearmanJob _spare         # the last job object, when its function kept no reference (reused)
     cdef int _apply_identifier(self) except -1
     cdef int _probe_all(self) except -1
     cdef int _backoff_sleep(self, double seconds) except -1
@@ -297,9 +299,8 @@ cdef class Worker:
 cdef class GearmanJob:
     cdef gearman_job_st *_job      # borrowed from libgearman; NULL once the function has returned
     cdef bint _finished            # complete/fail/exception already sent by the user
-    cdef object _workload          # bytes, copied once
+    cdef object _workload          # bytes, copied on first access (None until then)
     cdef unsigned long _owner      # thread that runs the function (job calls from other threads are refused)
     cdef int _check(self) except -1
     cdef int _sent(self, gearman_return_t rc, str what) except -1
     cdef int _send_bytes(self, int kind, object data) except -1
-    cdef int _send_exception(self, bytes message) except -1

@@ -421,6 +421,9 @@ cdef class Client:
         cdef gearman_return_t rc
         cdef _Server s
         cdef _Conn conn
+        cdef int step
+        cdef sigset_t old
+        cdef bint held
         keep = _payload_get(&p, data, "echo data")
         try:
             if p.size == 0:
@@ -429,17 +432,26 @@ cdef class Client:
             try:
                 for s in self._router.servers:
                     conn = s.conn(0, self._exc)
-                    try:
-                        conn.open(self, deadline)
-                    except _NotSent as e:
-                        raise e.args[0] from None
+                    step = 1000
                     while True:
-                        gearman_client_set_timeout(conn.c, _slice_ms(deadline, SLICE_MS))
+                        try:
+                            conn.open(self, deadline)
+                        except _NotSent as e:
+                            raise e.args[0] from None
+                        gearman_client_set_timeout(conn.c, _slice_ms(deadline, step))
                         with nogil:
+                            held = _hold_signals(&old)
                             rc = gearman_client_echo(conn.c, p.ptr, p.size)
+                            if held:
+                                _release_signals(&old)
                         if rc != GEARMAN_TIMEOUT:
+                            gearman_client_set_timeout(conn.c, SLICE_MS)
                             break
+                        # never ask twice on one connection: a late echo would answer the next
+                        # request (a distant server); a new one, waiting twice as long
+                        conn.reset()
                         conn.tick(deadline, "no echo")
+                        step = min(2 * step, 8000)
                     if rc != GEARMAN_SUCCESS:
                         err = _error(rc, conn, None)
                         conn.reset()

@@ -22,84 +22,100 @@ cdef class _Conn:
     cdef int open(self, Client owner, double deadline) except -1:
         """Create, configure and arm the handle if needed. Raises _NotSent(error) when nothing
         can have reached the server (unreachable, not a Gearman server)."""
+        cdef int step = 1000
+        while self.c == NULL or not self.armed:
+            if self.c == NULL:
+                self._create(owner, deadline)
+            if self._arm_once(deadline, step):
+                return 0
+            # No answer within `step`: drop this connection rather than ask again on it, so a
+            # late answer can never be taken for the answer to a later request (a distant
+            # server); the next attempt waits twice as long.
+            self.reset()
+            self.tick(deadline, "no answer from the job server")
+            step = min(2 * step, 8000)
+        return 0
+
+    cdef int _create(self, Client owner, double deadline) except -1:
+        """A new libgearman handle for this server, with our callbacks and settings."""
         cdef gearman_return_t rc
         cdef _Server s = self.server
         cdef const char *host = s.host
         cdef in_port_t port = <in_port_t>s.port
         cdef const char *ident
         cdef size_t ident_len
-        if self.c != NULL and self.armed:
-            return 0
+        cdef double left
+        if not s.probed:
+            left = 1.0 if deadline < 0 else min(1.0, max(0.05, deadline - _now()))
+            try:
+                s.probed = _probe(s.host, s.port, s.address, left)
+            except ProtocolError as e:
+                raise _NotSent(e)
+        self.c = gearman_client_create(NULL)
         if self.c == NULL:
-            if not s.probed:
-                try:
-                    s.probed = _probe(s.host, s.port, s.address)
-                except ProtocolError as e:
-                    raise _NotSent(e)
-            self.c = gearman_client_create(NULL)
-            if self.c == NULL:
-                raise MemoryError("gearman_client_create failed")
-            # gearman_client_create has already added $GEARMAN_SERVERS; this handle is for one server
-            gearman_client_remove_servers(self.c)
-            with nogil:   # resolves the name (getaddrinfo)
-                rc = gearman_client_add_server(self.c, host, port)
+            raise MemoryError("gearman_client_create failed")
+        self.fork_gen = _fork_gen
+        # gearman_client_create has already added $GEARMAN_SERVERS; this handle is for one server
+        gearman_client_remove_servers(self.c)
+        with nogil:   # resolves the name (getaddrinfo)
+            rc = gearman_client_add_server(self.c, host, port)
+        if rc != GEARMAN_SUCCESS:
+            err = _error(rc, self, None)
+            self.reset()
+            raise _NotSent(err)
+        gearman_client_set_timeout(self.c, SLICE_MS)
+        gearman_client_set_log_fn(self.c, _log_line, <void *>self.carrier, _log_verbosity())
+        gearman_client_set_created_fn(self.c, _on_created)
+        gearman_client_set_data_fn(self.c, _on_data)
+        gearman_client_set_warning_fn(self.c, _on_warning)
+        gearman_client_set_status_fn(self.c, _on_status)
+        gearman_client_set_complete_fn(self.c, _on_complete)
+        gearman_client_set_exception_fn(self.c, _on_exception)
+        gearman_client_set_fail_fn(self.c, _on_fail)
+        gearman_client_add_options(self.c, GEARMAN_CLIENT_FREE_TASKS)
+        if owner._namespace is not None:
+            gearman_client_set_namespace(self.c, PyBytes_AS_STRING(owner._namespace),
+                                         PyBytes_GET_SIZE(owner._namespace))
+        if owner._identifier is not None:
+            ident = PyBytes_AS_STRING(owner._identifier)
+            ident_len = PyBytes_GET_SIZE(owner._identifier)
+            with nogil:   # sends SET_CLIENT_ID at once (connects; no answer is expected)
+                rc = gearman_client_set_identifier(self.c, ident, ident_len)
             if rc != GEARMAN_SUCCESS:
-                err = _error(rc, self, None)
+                err = _error(rc, self, "sending the identifier")
                 self.reset()
                 raise _NotSent(err)
-            gearman_client_set_timeout(self.c, SLICE_MS)
-            gearman_client_set_log_fn(self.c, _log_line, <void *>self.carrier, _log_verbosity())
-            gearman_client_set_created_fn(self.c, _on_created)
-            gearman_client_set_data_fn(self.c, _on_data)
-            gearman_client_set_warning_fn(self.c, _on_warning)
-            gearman_client_set_status_fn(self.c, _on_status)
-            gearman_client_set_complete_fn(self.c, _on_complete)
-            gearman_client_set_exception_fn(self.c, _on_exception)
-            gearman_client_set_fail_fn(self.c, _on_fail)
-            gearman_client_add_options(self.c, GEARMAN_CLIENT_FREE_TASKS)
-            if owner._namespace is not None:
-                gearman_client_set_namespace(self.c, PyBytes_AS_STRING(owner._namespace),
-                                             PyBytes_GET_SIZE(owner._namespace))
-            if owner._identifier is not None:
-                ident = PyBytes_AS_STRING(owner._identifier)
-                ident_len = PyBytes_GET_SIZE(owner._identifier)
-                with nogil:   # sends SET_CLIENT_ID at once (connects)
-                    rc = gearman_client_set_identifier(self.c, ident, ident_len)
-                if rc != GEARMAN_SUCCESS:
-                    err = _error(rc, self, "sending the identifier")
-                    self.reset()
-                    raise _NotSent(err)
-        self._arm(deadline)
         return 0
 
-    cdef int _arm(self, double deadline) except -1:
-        """Make sure WORK_EXCEPTION reaches us as such: without the option libgearman 1.1.20
-        hangs on any job whose worker raises (docs/libgearman-1.1.20.md#exception-hang). It must
-        be set after add_server and only sticks once a server has accepted it, so we retry until
-        it does."""
-        cdef bint ok
+    cdef bint _arm_once(self, double deadline, int step) except -1:
+        """Ask once for the "exceptions" option: without it libgearman 1.1.20 hangs on any job
+        whose worker raises (docs/libgearman-1.1.20.md#exception-hang). It must be set after
+        add_server and only sticks once a server has accepted it. False: no answer in time."""
+        cdef bint ok, held
         cdef gearman_return_t rc
-        while not self.armed:
-            gearman_client_set_timeout(self.c, _slice_ms(deadline, SLICE_MS))
-            with nogil:
-                ok = gearman_client_set_server_option(self.c, b"exceptions", 10)
-            if ok:
-                self.armed = True
-                # the handle is connected now: lift libgearman's 32 KiB socket buffers
-                # (docs/libgearman-1.1.20.md#socket-buffers-32k)
-                enlarge_socket_buffers([(self.server.host.decode("utf-8", "replace"),
-                                         self.server.port)])
-                break
-            rc = gearman_client_error_code(self.c)
-            if rc == GEARMAN_TIMEOUT:
-                self.tick(deadline, "no answer from the job server")
-                continue
-            err = _error(rc, self, None if _is_conn_error(rc) else "setting the 'exceptions' option")
-            self.reset()
-            if _is_conn_error(rc):
-                raise _NotSent(err)
-            raise err
-        return 0
+        cdef sigset_t old
+        gearman_client_set_timeout(self.c, _slice_ms(deadline, step))
+        with nogil:
+            held = _hold_signals(&old)
+            ok = gearman_client_set_server_option(self.c, b"exceptions", 10)
+            if held:
+                _release_signals(&old)
+        gearman_client_set_timeout(self.c, SLICE_MS)
+        if ok:
+            self.armed = True
+            # the handle is connected now: lift libgearman's 32 KiB socket buffers
+            # (docs/libgearman-1.1.20.md#socket-buffers-32k)
+            enlarge_socket_buffers([(self.server.host.decode("utf-8", "replace"),
+                                     self.server.port)])
+            return True
+        rc = gearman_client_error_code(self.c)
+        if rc == GEARMAN_TIMEOUT:
+            return False
+        err = _error(rc, self, None if _is_conn_error(rc) else "setting the 'exceptions' option")
+        self.reset()
+        if _is_conn_error(rc):
+            raise _NotSent(err)
+        raise err
 
     cdef void lane_start(self, Py_ssize_t index) noexcept:
         """This connection becomes lane `index` of a run."""

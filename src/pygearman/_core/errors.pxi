@@ -106,10 +106,10 @@ class _NotSent(Exception):
     """The job never left this process (server unreachable): safe to try another server."""
 
 
-cdef object _probe(bytes host, int port, str address):
+cdef object _probe(bytes host, int port, str address, double timeout=1.0):
     """libgearman crashes on a peer that answers with text (docs/libgearman-1.1.20.md#text-reply-crash):
     look at the peer once ourselves. Returns True once a Gearman server answered, False if unknown."""
-    verdict = probe_gearman(host.decode("utf-8", "replace"), port, 1.0)
+    verdict = probe_gearman(host.decode("utf-8", "replace"), port, timeout)
     if verdict is None or verdict is True:
         return verdict is True
     raise ProtocolError(f"{address} is not a Gearman job server: it answered {bytes(verdict)[:40]!r} "
