@@ -120,6 +120,7 @@ cdef class _Conn:
     cdef int tick(self, double deadline, str what) except -1
     cdef void lane_start(self, Py_ssize_t index) noexcept
     cdef void reset(self) noexcept
+    cdef void abandon(self) noexcept
     cdef void forget(self) noexcept
 
 
@@ -130,6 +131,7 @@ cdef class _Router:
     cdef _Server first(self, const char *uq, Py_ssize_t uqn)
     cdef _Server after(self, _Server s)
     cdef object mark_down(self, _Server s, object err)
+    cdef void set_aside(self, _Server s, double seconds, str why) noexcept
     cdef object none_reachable(self, object last)
     cdef void remember(self, str handle, _Server s)
 

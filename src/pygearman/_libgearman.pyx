@@ -7,6 +7,7 @@ cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.unicode cimport PyUnicode_GET_LENGTH
 from cpython.pythread cimport PyThread_get_thread_ident
 
 from libc.math cimport ceil, isnan

@@ -1,6 +1,7 @@
 """A fault-injecting TCP proxy in front of a job server, for tests: delay every byte by a fixed
 time each way (a distant server), stall (stop forwarding and stop reading), forward one byte at a
-time, cut connections with a reset, or close after N bytes. It records what clients sent."""
+time, cut connections with a reset, or close a connection once the server has sent N bytes
+through it. It records what clients sent."""
 from __future__ import annotations
 
 import queue
@@ -48,11 +49,7 @@ class FaultProxy:
         with self._lock:
             socks, self._socks = self._socks, []
         for s in socks:
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                s.close()
-            except OSError:
-                pass
+            _cut(s, reset=True)
 
     def count_packets(self, ptype: int) -> int:
         """Request packets of a type (e.g. 16 ECHO_REQ, 15 GET_STATUS) clients sent, as framed
@@ -146,13 +143,26 @@ class FaultProxy:
                 except OSError:
                     return
                 state["moved"] += len(data)
-                if self.close_after is not None and state["moved"] >= self.close_after:
+                if (self.close_after is not None and not from_client
+                        and state["moved"] >= self.close_after):
                     for s in (src, dst):
-                        try:
-                            s.close()
-                        except OSError:
-                            pass
+                        _cut(s, reset=False)
                     return
 
         threading.Thread(target=reader, daemon=True).start()
         threading.Thread(target=writer, daemon=True).start()
+
+
+def _cut(s: socket.socket, reset: bool) -> None:
+    """Close s for real: shutdown() first, since a thread blocked in recv() on it would keep
+    the socket open past close(); with reset, the peer gets a TCP reset."""
+    try:
+        if reset:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        s.close()
+    except OSError:
+        pass

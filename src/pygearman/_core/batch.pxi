@@ -63,13 +63,16 @@ cdef tuple _batch_inputs(object workloads, object uniques):
         w = items[i]
         if not isinstance(w, bytes):
             if isinstance(w, str):
-                items[i] = (<str>w).encode("utf-8")
+                w = items[i] = (<str>w).encode("utf-8")
             else:
                 try:
-                    items[i] = bytes(memoryview(w))
+                    mv = memoryview(w)
                 except TypeError:
                     raise TypeError(f"workload {i} must be bytes-like or str, not "
                                     f"{type(w).__name__}") from None
+                _payload_size_ok(mv.nbytes, f"workload {i}")
+                w = items[i] = bytes(mv)
+        _payload_size_ok(PyBytes_GET_SIZE(w), f"workload {i}")
     return items, uqs
 
 

@@ -133,13 +133,31 @@ cdef class _Conn:
         try:
             _check_signals(self.carrier)
         except BaseException:
-            self.reset()
+            self.abandon()
             raise
         if deadline >= 0 and _now() >= deadline:
-            self.reset()
+            self.abandon()
             raise GearmanTimeoutError(f"{self.server.address}: {what} before the deadline",
                                       GEARMAN_TIMEOUT)
         return 0
+
+    cdef void abandon(self) noexcept:
+        """Like reset(), for a connection given up in the middle of a request: its socket may
+        still hold unsent data, and closing it then lingers up to 10 s
+        (docs/libgearman-1.1.20.md#linger-10s), so the handle is freed in a background thread
+        and the caller goes on at once."""
+        cdef gearman_client_st *c = self.c
+        if c == NULL or self.fork_gen != _fork_gen:
+            self.reset()
+            return
+        self.c = NULL
+        self.reset()              # bumps gen, clears the rest (c is already detached)
+        try:
+            threading.Thread(target=_free_client_handle, args=(<size_t>c,), daemon=True,
+                             name="pygearman-close").start()
+        except BaseException:
+            with nogil:
+                gearman_client_free(c)
 
     cdef void reset(self) noexcept:
         """Start over with a new handle on next use: drops the socket, half-sent or half-read
@@ -174,6 +192,13 @@ cdef class _Conn:
         if self.c != NULL and self.fork_gen == _fork_gen:
             gearman_client_free(self.c)
         self.c = NULL
+
+
+def _free_client_handle(size_t handle):
+    """Free an abandoned libgearman client handle (see _Conn.abandon), off the caller's way."""
+    cdef gearman_client_st *c = <gearman_client_st *>handle
+    with nogil:
+        gearman_client_free(c)
 
 
 @cython.final

@@ -46,6 +46,14 @@ cdef class _Router:
             _log.warning("%s; trying the next server", err)
         return err
 
+    cdef void set_aside(self, _Server s, double seconds, str why) noexcept:
+        """s answers no more: other servers get the next jobs for a while (it stays the last
+        resort). Said once in a log line."""
+        if s.down_until <= _now():
+            _log.warning("%s: %s; sending jobs to the other servers for %g s", s.address, why,
+                         seconds)
+        s.down_until = _now() + seconds
+
     cdef object none_reachable(self, object last):
         if len(self.servers) > 1 and isinstance(last, GearmanError):
             return GearmanConnectionError(

@@ -331,6 +331,10 @@ cdef class _Run(_Specs):
         except _NotSent as e:
             self._server_failed(s, e.args[0])
             return None
+        except GearmanTimeoutError:
+            if self.nservers > 1:
+                self.client._router.set_aside(s, 5.0, "no answer before the deadline")
+            raise
         conn.lane_start(len(self.lanes))
         self.lanes.append(conn)
         return conn
@@ -633,12 +637,22 @@ cdef class _Run(_Specs):
         cdef _Conn lane
         for lane in self.lanes:
             if not lane.idle and not lane.dead:
-                lane.reset()
+                lane.abandon()
         self._release_lanes()
 
     cdef void _abort(self, object exc) noexcept:
         """An exception ends the run: the connections in use are dropped, and what has no
-        outcome yet gets this exception (a timeout, Ctrl-C...)."""
+        outcome yet gets this exception (a timeout, Ctrl-C...). A server that acknowledged none
+        of its jobs before the deadline (frozen, or not reading) is set aside for a while, so
+        the next calls go elsewhere instead of waiting for it again."""
+        cdef _Conn lane
+        cdef _Router r
+        if isinstance(exc, GearmanTimeoutError) and self.client is not None:
+            r = self.client._router
+            for lane in self.lanes:
+                if not lane.idle and not lane.dead and lane.added and lane.ctl.created == 0 \
+                        and lane.ctl.done == 0 and len(r.servers) > 1:
+                    r.set_aside(lane.server, 5.0, "it acknowledged no job before the deadline")
         self._abandon_lanes()
         if isinstance(exc, Exception):
             self.abort_exc = exc

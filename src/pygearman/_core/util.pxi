@@ -232,20 +232,37 @@ cdef bytes _namespace_bytes(object namespace):
     return b or None
 
 
+# A packet's length is 32 bits (docs/libgearman-1.1.20.md#limits); room for a function name,
+# a unique or handle and the separators is kept.
+MAX_PAYLOAD = 0xFFFFFFFF - 1024
+
+
+cdef int _payload_size_ok(Py_ssize_t n, str what) except -1:
+    if n > MAX_PAYLOAD:
+        raise ValueError(f"{what} is {n} bytes; a Gearman packet carries at most {MAX_PAYLOAD} "
+                         f"bytes (4 GiB less 1 KiB): store it elsewhere and send a reference")
+    return 0
+
+
 cdef object _payload_get(_Payload *p, object data, str what):
-    """Borrow a pointer to bytes-like data (no copy) or to the UTF-8 of a str (one encode).
-    Returns the object the caller must keep alive while it uses p (or None)."""
+    """Borrow a pointer to bytes-like data (no copy) or to the UTF-8 of a str (one encode),
+    refusing what no Gearman packet can carry before anything is copied. Returns the object the
+    caller must keep alive while it uses p (or None)."""
     cdef bytes enc
     p.has_view = False
     p.ptr = NULL
     p.size = 0
     if isinstance(data, bytes):
+        _payload_size_ok(PyBytes_GET_SIZE(data), what)
         p.size = PyBytes_GET_SIZE(data)
         if p.size:
             p.ptr = PyBytes_AS_STRING(data)
         return data
     if isinstance(data, str):
+        if PyUnicode_GET_LENGTH(data) > MAX_PAYLOAD:
+            _payload_size_ok(PyUnicode_GET_LENGTH(data), what)
         enc = (<str>data).encode("utf-8")
+        _payload_size_ok(PyBytes_GET_SIZE(enc), what)
         p.size = PyBytes_GET_SIZE(enc)
         if p.size:
             p.ptr = PyBytes_AS_STRING(enc)
@@ -258,6 +275,9 @@ cdef object _payload_get(_Payload *p, object data, str what):
         raise TypeError(f"{what} must be bytes-like (bytes, bytearray, memoryview, ...) or str, "
                         f"not {type(data).__name__} ({e})") from None
     p.has_view = True
+    if p.view.len > MAX_PAYLOAD:
+        _payload_release(p)
+        _payload_size_ok(p.view.len, what)
     p.size = p.view.len
     if p.size:
         p.ptr = <const char *>p.view.buf
