@@ -43,7 +43,7 @@ def test_a_frozen_server_is_set_aside(gearmand_factory, fname, caplog) -> None:
 
 
 def test_a_call_given_up_with_data_unsent_returns_at_its_deadline(gearmand, fname) -> None:
-    """The server stops reading while an 8 MiB workload is being sent: the call ends at its
+    """The server stops reading while a 64 MiB workload is being sent: the call ends at its
     deadline (closing a socket with unsent data would linger 10 s), and the process goes on
     meanwhile (another thread keeps running)."""
     ticks: List[float] = []
@@ -62,7 +62,7 @@ def test_a_call_given_up_with_data_unsent_returns_at_its_deadline(gearmand, fnam
             t.start()
             t0 = time.monotonic()
             with pytest.raises(pygearman.GearmanTimeoutError):
-                c.do_normal(fname("big"), b"x" * (8 << 20), timeout=1.0)
+                c.do_normal(fname("big"), b"x" * (64 << 20), timeout=1.0)
             elapsed = time.monotonic() - t0
             stop.set()
             t.join()
