@@ -43,7 +43,9 @@ any_name = st.one_of(
     huge.map(lambda n: "f" * n), huge.map(lambda n: b"f" * n),
     st.text(max_size=20).map(lambda s: s + "\0" + s),
 )
-valid_name = st.one_of(safe_text, st.binary().filter(lambda b: b"\0" not in b)).filter(
+# function names: no whitespace or control characters (the admin protocol is tab/line separated)
+name_text = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters=" "))
+valid_name = st.one_of(name_text, st.binary().filter(lambda b: all(c > 32 and c != 127 for c in b))).filter(
     lambda n: 0 < len(n.encode("utf-8") if isinstance(n, str) else n) <= 512)
 
 any_workload = st.one_of(

@@ -56,7 +56,7 @@ def test_three_servers_one_killed_midrun(pace: str, gearmand_factory, fname, run
                 continue
             if i >= kill_at:
                 slowest_after_kill = max(slowest_after_kill, time.monotonic() - t_sub)
-            where[i] = c._server_for_handle(h)
+            where[i] = h.server
         submit_s = time.monotonic() - t0
     assert failed == 0, f"{failed} background submissions failed after the failover"
     on_a = {i for i, s in where.items() if s == a.address}

@@ -11,6 +11,7 @@ from pygearman._libgearman import (
     new_unique,
 )
 from pygearman._version import __version__
+from pygearman._handle import JobHandle
 from pygearman.client import GearmanClient, JobStatus, Priority
 from pygearman.errors import (
     GearmanConnectionError,
@@ -29,6 +30,7 @@ from pygearman.errors import (
 from pygearman.worker import GearmanWorker
 
 __all__ = [
+    "JobHandle",
     "__version__",
     "GearmanClient",
     "GearmanWorker",

@@ -93,9 +93,11 @@ cdef class _Server:
     cdef double down_until         # monotonic time until which a failed server is tried last
     cdef bint probed               # a Gearman server answered our own probe (see _probe)
     cdef list conns                # [_Conn]; conns[0] serves single calls
+    cdef object handle_cls         # the JobHandle subclass of this server's handles
     cdef _Conn conn(self, Py_ssize_t i, _Exc carrier)
     cdef void reset_all(self) noexcept
     cdef void forget_all(self) noexcept
+    cdef object handle(self, const char *text)
 
 
 cdef class _Conn:
@@ -127,17 +129,19 @@ cdef class _Conn:
 cdef class _Router:
     cdef list servers              # [_Server] in the order they were added
     cdef Py_ssize_t rr             # round-robin cursor for jobs without a unique
-    cdef dict handles              # job handle -> _Server, so status queries ask the right one
     cdef _Server first(self, const char *uq, Py_ssize_t uqn)
     cdef _Server after(self, _Server s)
     cdef object mark_down(self, _Server s, object err)
     cdef void set_aside(self, _Server s, double seconds, str why) noexcept
     cdef object none_reachable(self, object last)
-    cdef void remember(self, str handle, _Server s)
+    cdef _Server by_address(self, str address)
+    cdef list servers_for(self, object handle)
+    cdef list addresses(self)
 
 
 cdef class _Specs:
     cdef _Spec *specs              # malloc'd; the callbacks write outcomes into specs[i].ctx
+    cdef list servers              # the client's _Server list (spec.server indexes it)
     cdef Py_ssize_t n
     cdef Py_ssize_t cap
     cdef public object keep        # Python objects the specs point into
@@ -156,7 +160,7 @@ cdef class _Specs:
     cdef object failure(self, Py_ssize_t o)
     cdef object error_of(self, Py_ssize_t i, bytes fn)
     cdef object value_of(self, Py_ssize_t i)
-    cdef _Server server_of(self, _Router r, Py_ssize_t i)
+    cdef _Server server_of(self, Py_ssize_t i)
     cdef int setup_specs(self, Py_ssize_t n) except -1
 
 
@@ -211,10 +215,11 @@ cdef class GearmanTask(_Listener):
     cdef int _priority
     cdef bint _background
     cdef bint _status_only         # add_task_status: a status query, not a job
+    cdef Py_ssize_t _pin           # status query: index of the server to ask
     cdef bint _in_set              # added with add_task: client-wide callbacks apply
     cdef int _want_mask            # EV_* that reach Python
     cdef str _state
-    cdef str _handle
+    cdef object _handle             # str, or JobHandle once the run has settled
     cdef object _result
     cdef object _error
     cdef object _exception_text

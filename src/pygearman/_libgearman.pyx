@@ -36,6 +36,7 @@ from pygearman.errors import (
     Retry,
     error_class_for,
 )
+from pygearman._handle import JobHandle, handle_class
 from pygearman._servers import enlarge_socket_buffers, probe_gearman
 
 include "_core/util.pxi"

@@ -76,8 +76,13 @@ def parse_servers(servers: Servers) -> List[Tuple[str, int]]:
     items: Iterable[ServerSpec]
     if isinstance(servers, str):
         items = [s for s in servers.split(",") if s.strip()] or [servers]
-    elif isinstance(servers, tuple) and len(servers) == 2 and isinstance(servers[1], int):
-        items = [servers]
+    elif (isinstance(servers, tuple) and len(servers) == 2 and isinstance(servers[0], str)
+          and not isinstance(servers[1], tuple)
+          and (isinstance(servers[1], int) or
+               (isinstance(servers[1], str) and servers[1].strip().isdigit()
+                and ":" not in servers[0]))):
+        # ("host", 4730) or ("host", "4730"): one server, not two
+        items = [(servers[0], int(servers[1]))]
     elif isinstance(servers, (list, tuple)):
         items = servers
     else:

@@ -648,7 +648,7 @@ def _run_batch(loop: asyncio.AbstractEventLoop, batch: List[AsyncTask], timeout:
         run_error = e
     # whatever the callbacks did not settle (background handles, errors, a deadline)
     for task, gt in pairs:
-        if gt.state == "complete":
+        if gt.state == "complete" or (task.background and gt.state == "created"):
             result = gt.handle if task.background else (gt.result or b"")
             _post(loop, _settle, task, result, None)
         elif gt.error is not None:

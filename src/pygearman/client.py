@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import enum
 from types import TracebackType
-from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Type, Union
+from typing import (Any, Callable, Iterable, List, Literal, NamedTuple, Optional, Sequence, Type,
+                    Union, overload)
 
 from pygearman import _libgearman
 from pygearman._libgearman import GearmanTask, JobStream
+from pygearman._handle import JobHandle
 from pygearman._servers import Servers, parse_server, parse_servers
 from pygearman._types import (DataCallback, Name, StatusCallback, TaskCallback, TaskChunkCallback,
                               When, Workload)
 
-__all__ = ["GearmanClient", "GearmanTask", "JobStream", "Priority", "JobStatus", "Workload"]
+__all__ = ["GearmanClient", "GearmanTask", "JobHandle", "JobStream", "Priority", "JobStatus",
+           "Workload"]
 
 _UNSET: Any = _libgearman.UNSET
 
@@ -130,15 +133,39 @@ class GearmanClient(_libgearman.Client):
 
     # -- single jobs -------------------------------------------------------------------------
 
+    @overload
+    def submit(self, function: Name, workload: Workload = ..., *,
+               priority: Priority = ..., background: Literal[False] = ...,
+               unique: Optional[Name] = ..., timeout: Union[float, None, Any] = ...,
+               when: None = ..., on_data: Optional[DataCallback] = ...,
+               on_warning: Optional[DataCallback] = ...,
+               on_status: Optional[StatusCallback] = ...) -> bytes: ...
+
+    @overload
+    def submit(self, function: Name, workload: Workload = ..., *,
+               priority: Priority = ..., background: Literal[True],
+               unique: Optional[Name] = ..., timeout: Union[float, None, Any] = ...,
+               when: Optional[When] = ..., on_data: None = ..., on_warning: None = ...,
+               on_status: None = ...) -> JobHandle: ...
+
+    @overload
+    def submit(self, function: Name, workload: Workload = ..., *,
+               priority: Priority = ..., background: bool = ...,
+               unique: Optional[Name] = ..., timeout: Union[float, None, Any] = ...,
+               when: Optional[When] = ..., on_data: Optional[DataCallback] = ...,
+               on_warning: Optional[DataCallback] = ...,
+               on_status: Optional[StatusCallback] = ...) -> Union[bytes, JobHandle]: ...
+
     def submit(self, function: Name, workload: Workload = b"", *,
                priority: Priority = Priority.NORMAL, background: bool = False,
                unique: Optional[Name] = None, timeout: Union[float, None, Any] = _UNSET,
                when: Optional[When] = None,
                on_data: Optional[DataCallback] = None,
                on_warning: Optional[DataCallback] = None,
-               on_status: Optional[StatusCallback] = None) -> Union[bytes, str]:
+               on_status: Optional[StatusCallback] = None) -> Union[bytes, JobHandle]:
         """Submit a job. Foreground: waits and returns the result (bytes). Background:
-        returns the job handle (str) as soon as the server has queued the job.
+        returns the job handle (a :class:`JobHandle`, a str that knows its server) as soon as
+        the server has queued the job.
 
         ``when`` (background only): run no earlier than this datetime/timestamp. libgearman
         1.1.20 and gearmand have no timer: the job runs when a worker next asks for work after
@@ -173,7 +200,9 @@ class GearmanClient(_libgearman.Client):
 
     def job_status(self, handle: Name, *,
                    timeout: Union[float, None, Any] = _UNSET) -> JobStatus:
-        """Status of a background job by its handle (``known=False`` once it has finished)."""
+        """Status of a background job by its handle (``known=False`` once it has finished).
+        A :class:`JobHandle` (what ``submit()`` returns) is asked of the server that issued
+        it; a plain ``str`` of every server, and refused (ValueError) if several know it."""
         return JobStatus(*self._job_status(handle, timeout))
 
     def unique_status(self, unique: Name, *,
@@ -182,21 +211,30 @@ class GearmanClient(_libgearman.Client):
         return JobStatus(*self._unique_status(unique, timeout))
 
     def cancel_job(self, handle: str, *, timeout: float = 5.0) -> bool:
-        """Cancel a queued (not yet running) background job, through the admin protocol
-        (libgearman's gearman_client_cancel_job does not work against gearmand). Returns True
-        if a server accepted the cancel. gearmand marks the job and discards it when a worker
-        would have taken it; until then it still counts in ``status``."""
+        """Cancel a queued background job, through the admin protocol (libgearman's
+        gearman_client_cancel_job does not work against gearmand). Returns True if the job was
+        queued and its server accepted the cancel; False if no server knows the job or a worker
+        is already running it (gearmand cannot stop a running job; it would run to the end).
+        A plain ``str`` handle with several servers is refused when more than one knows it:
+        pass the :class:`JobHandle` that ``submit()`` returned. gearmand marks a cancelled job
+        and discards it when a worker would have taken it; until then it counts in ``status``."""
         from pygearman.admin import AdminClient
 
         if not isinstance(handle, str) or not handle or any(c.isspace() for c in handle):
             raise ValueError(f"not a job handle: {handle!r}")
-        where = self._server_for_handle(handle)
-        servers = [where] if where else self.servers
-        for server in servers:
-            with AdminClient(server, timeout=timeout) as admin:
-                if admin.cancel_job(handle):
-                    return True
-        return False
+        knew = []
+        for server in self._servers_for_handle(handle):
+            status = self.job_status(JobHandle(str(handle), server), timeout=timeout)
+            if status.known:
+                knew.append((server, status))
+        if len(knew) > 1:
+            raise ValueError(f"the handle {str(handle)!r} is known by several job servers "
+                             f"({', '.join(s for s, _ in knew)}): pass the JobHandle that "
+                             f"submit() returned")
+        if not knew or knew[0][1].running:
+            return False
+        with AdminClient(knew[0][0], timeout=timeout) as admin:
+            return bool(admin.cancel_job(str(handle)))
 
     # -- task sets ---------------------------------------------------------------------------
 
@@ -358,19 +396,19 @@ class GearmanClient(_libgearman.Client):
 
     def do_background(self, function: Name, workload: Workload = b"",
                       unique: Optional[Name] = None, *,
-                      timeout: Union[float, None, Any] = _UNSET) -> str:
+                      timeout: Union[float, None, Any] = _UNSET) -> JobHandle:
         """PHP ``doBackground``: queue a job at normal priority; returns its handle."""
         return self._submit(_NORMAL, True, function, workload, unique, timeout)  # type: ignore[return-value]
 
     def do_high_background(self, function: Name, workload: Workload = b"",
                            unique: Optional[Name] = None, *,
-                           timeout: Union[float, None, Any] = _UNSET) -> str:
+                           timeout: Union[float, None, Any] = _UNSET) -> JobHandle:
         """PHP ``doHighBackground``: queue a job at high priority; returns its handle."""
         return self._submit(_HIGH, True, function, workload, unique, timeout)  # type: ignore[return-value]
 
     def do_low_background(self, function: Name, workload: Workload = b"",
                           unique: Optional[Name] = None, *,
-                          timeout: Union[float, None, Any] = _UNSET) -> str:
+                          timeout: Union[float, None, Any] = _UNSET) -> JobHandle:
         """PHP ``doLowBackground``: queue a job at low priority; returns its handle."""
         return self._submit(_LOW, True, function, workload, unique, timeout)  # type: ignore[return-value]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from typing import Dict, Optional, Type
 
 __all__ = [
@@ -160,8 +161,16 @@ class Retry(Exception):
     def __init__(self, message: str = "", *, delay: float = 0.0,
                  max_retries: Optional[int] = None) -> None:
         super().__init__(message)
-        if delay < 0:
-            raise ValueError("delay must be >= 0")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise TypeError(f"Retry(delay=) must be a number of seconds, not {type(delay).__name__}")
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"Retry(delay=) must be a finite number of seconds >= 0, got {delay!r}")
+        if max_retries is not None:
+            if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+                raise TypeError("Retry(max_retries=) must be an int or None, not "
+                                f"{type(max_retries).__name__}")
+            if not 0 <= max_retries <= 1000000:
+                raise ValueError(f"Retry(max_retries=) must be between 0 and 1000000, got {max_retries}")
         self.delay = float(delay)
         self.max_retries = max_retries
 

@@ -12,7 +12,7 @@ cdef int _taskset_specs(_Run run, list tasks) except -1:
         if t._status_only:
             hb = t._handle.encode("utf-8")
             run.keep.append(hb)
-            run.set_status(i, K_STATUS, PyBytes_AS_STRING(hb), -1)
+            run.set_status(i, K_STATUS, PyBytes_AS_STRING(hb), t._pin)
         else:
             run.set_job(i, K_BACKGROUND if t._background else K_JOB, t._priority,
                         PyBytes_AS_STRING(t._fn), PyBytes_GET_SIZE(t._fn),
@@ -39,8 +39,9 @@ cdef int _taskset_settle(_Run run, list tasks, _Router r) except -1:
         t = tasks[i]
         o = run.origin(i)
         t._settle(&run.specs[o].ctx, run.failure(o))
-        if t._background and t._handle:
-            r.remember(t._handle, run.server_of(r, o))
+        if t._handle is not None and not t._status_only and run.specs[o].state != ST_QUEUED \
+                and run.specs[o].ctx.handle[0]:
+            t._handle = run.server_of(o).handle(run.specs[o].ctx.handle)
     return 0
 
 
@@ -100,8 +101,6 @@ cdef int _batch_collect(_Run run, _Router r, bytes fn, bint background, list out
         o = run.origin(i)
         if run.specs[o].ctx.rc == GEARMAN_SUCCESS and run.failure(o) is None:
             out[i] = run.value_of(i)
-            if background:
-                r.remember(out[i], run.server_of(r, i))
         elif run.specs[o].ctx.rc >= 0 or run.specs[o].ctx.handle[0] != 0:
             out[i] = run.error_of(i, fn)
     return 0

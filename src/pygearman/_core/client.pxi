@@ -174,10 +174,7 @@ cdef class Client:
                 err = run.error_of(0, fn)
                 if err is not None:
                     raise err
-                value = run.value_of(0)
-                if kind != K_JOB:
-                    self._router.remember(value, run.server_of(self._router, 0))
-                return value
+                return run.value_of(0)
             finally:
                 self._busy = False
         finally:
@@ -264,9 +261,16 @@ cdef class Client:
                 raise TypeError(f"task callbacks must be callable, not {type(cb).__name__}")
         if status_handle is not None:
             hb = _coerce(status_handle, "handle", C_HANDLE)
+            where = self._router.servers_for(status_handle)
+            if len(where) > 1:
+                raise ValueError(f"add_task_status({str(status_handle)!r}): with several job "
+                                 f"servers a plain handle is ambiguous; pass the JobHandle that "
+                                 f"submit() returned (or JobHandle(handle, server))")
             t = _new_task(self, None, None, b"", priority, False)
             t._status_only = True
-            t._handle = hb.decode("utf-8", "replace")
+            t._handle = status_handle if isinstance(status_handle, JobHandle) else \
+                hb.decode("utf-8", "replace")
+            t._pin = (<_Server>where[0]).index if where else -1
         else:
             fn = _coerce(function, "function name", C_FUNCTION)
             self._check_fn(fn)
@@ -354,17 +358,17 @@ cdef class Client:
     # -- status, echo ------------------------------------------------------------------------
 
     def _job_status(self, handle, timeout):
-        """(known, running, numerator, denominator) of a job handle: asked of the server that
-        issued it, or of every server when that is not known (the first that knows it wins)."""
+        """(known, running, numerator, denominator) of a job handle. A JobHandle is asked of
+        the server that issued it; a plain str of every server, and refused as ambiguous when
+        several know it (gearmand servers hand out the same handle texts)."""
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
         cdef bytes h = _coerce(handle, "handle", C_HANDLE)
         cdef _Run run
         cdef Py_ssize_t i, n
         cdef _TaskCtx *ctx
+        targets = self._router.servers_for(handle)
         self._enter()
         try:
-            s = self._router.handles.get(h.decode("utf-8", "replace"))
-            targets = [s] if s is not None else list(self._router.servers)
             n = len(targets)
             run = self._run_for(n, deadline, 1)
             run.keep = [h]
@@ -374,17 +378,13 @@ cdef class Client:
                 run.go()
             finally:
                 run.client = None
-            last = None
-            for i in range(n):
-                ctx = &run.specs[i].ctx
-                err = run.error_of(i, b"")
+            if n == 1:
+                err = run.error_of(0, b"")
                 if err is not None:
-                    last = err
-                elif ctx.known or n == 1:
-                    return (ctx.known != 0, ctx.running != 0, ctx.num, ctx.den)
-            if last is not None and n == 1:
-                raise last
-            return (False, False, 0, 0)
+                    raise err
+                ctx = &run.specs[0].ctx
+                return (ctx.known != 0, ctx.running != 0, ctx.num, ctx.den)
+            return _one_answer(run, n, targets, h)
         finally:
             self._busy = False
 
@@ -462,9 +462,9 @@ cdef class Client:
         finally:
             _payload_release(&p)
 
-    def _server_for_handle(self, str handle):
-        s = self._router.handles.get(handle)
-        return (<_Server>s).address if s is not None else None
+    def _servers_for_handle(self, handle):
+        """The addresses to ask about a handle (see _job_status)."""
+        return [(<_Server>s).address for s in self._router.servers_for(handle)]
 
     def _close(self):
         if self._closed:
@@ -508,3 +508,26 @@ cdef GearmanTask _callbacks_task(Client client, bytes fn, int priority, on_data,
         t._on_status = lambda task: on_status(task.numerator, task.denominator)
         t._want_mask |= EV_STATUS
     return t
+
+
+cdef tuple _one_answer(_Run run, Py_ssize_t n, list targets, bytes h):
+    """The status of a plain handle asked of several servers: the one server that knows it."""
+    cdef Py_ssize_t i
+    cdef _TaskCtx *ctx
+    knew = []
+    answer = (False, False, 0, 0)
+    for i in range(n):
+        if run.error_of(i, b"") is None and run.specs[i].ctx.known:
+            ctx = &run.specs[i].ctx
+            knew.append((<_Server>targets[i]).address)
+            answer = (True, ctx.running != 0, ctx.num, ctx.den)
+    if len(knew) > 1:
+        raise ValueError(f"the handle {h.decode('utf-8', 'replace')!r} is known by several job "
+                         f"servers ({', '.join(knew)}): pass the JobHandle that submit() returned "
+                         f"(or JobHandle(handle, server))")
+    if not knew:
+        for i in range(n):
+            err = run.error_of(i, b"")
+            if err is not None:
+                raise err
+    return answer

@@ -213,6 +213,11 @@ cdef class _Server:
         h = host.decode("utf-8", "replace")
         self.address = f"[{h}]:{port}" if ":" in h else f"{h}:{port}"
         self.conns = []
+        self.handle_cls = handle_class(self.address)
+
+    cdef object handle(self, const char *text):
+        """A JobHandle of this server (str.__new__ directly: as cheap as a str)."""
+        return str.__new__(self.handle_cls, text.decode("utf-8", "replace"))
 
     cdef _Conn conn(self, Py_ssize_t i, _Exc carrier):
         while len(self.conns) <= i:

@@ -14,7 +14,6 @@ cdef class _Router:
     def __cinit__(self):
         self.servers = []
         self.rr = 0
-        self.handles = {}
 
     cdef _Server first(self, const char *uq, Py_ssize_t uqn):
         """The server a new job goes to (uq NULL: round robin)."""
@@ -62,9 +61,24 @@ cdef class _Router:
                 f"last error: {last.message}", last.code)
         return last
 
-    cdef void remember(self, str handle, _Server s):
-        if len(self.servers) < 2:
-            return
-        if len(self.handles) > 100000:
-            self.handles.clear()
-        self.handles[handle] = s
+    cdef _Server by_address(self, str address):
+        cdef _Server s
+        for s in self.servers:
+            if s.address == address:
+                return s
+        return None
+
+    cdef list servers_for(self, object handle):
+        """Where to ask about a handle: the server a JobHandle names, else every server."""
+        cdef _Server s
+        server = getattr(handle, "server", None)
+        if server is not None:
+            s = self.by_address(server)
+            if s is None:
+                raise ValueError(f"the handle {str(handle)!r} was issued by {server}, which is "
+                                 f"not one of this client's servers ({', '.join(self.addresses())})")
+            return [s]
+        return list(self.servers)
+
+    cdef list addresses(self):
+        return [(<_Server>s).address for s in self.servers]

@@ -150,14 +150,15 @@ cdef class _Specs:
         """Result bytes (foreground), handle str (background) of a successful spec i."""
         cdef _TaskCtx *ctx = &self.specs[self.origin(i)].ctx
         if ctx.kind == K_BACKGROUND or ctx.kind == K_EPOCH:
-            return ctx.handle.decode("utf-8", "replace")
+            return (<_Server>self.servers[self.specs[self.origin(i)].server]).handle(
+                ctx.handle)
         if ctx.result == NULL:
             return b""
         return PyBytes_FromStringAndSize(<char *>ctx.result, ctx.result_len)
 
-    cdef _Server server_of(self, _Router r, Py_ssize_t i):
+    cdef _Server server_of(self, Py_ssize_t i):
         """The server that ran spec i's job."""
-        return <_Server>r.servers[self.specs[self.origin(i)].server]
+        return <_Server>self.servers[self.specs[self.origin(i)].server]
 
 
 
@@ -214,6 +215,7 @@ cdef class _Run(_Specs):
         for i in range(ns):
             self.qhead[i] = self.qtail[i] = -1
         self.client = client
+        self.servers = client._router.servers
         self.nservers = ns
         self.deadline = deadline
         self.batch = batch
@@ -283,8 +285,7 @@ cdef class _Run(_Specs):
             if sp.pinned >= 0:
                 self._push(i, sp.pinned)
             elif sp.kind == K_STATUS:
-                s = r.handles.get(sp.uq[:sp.uqn].decode("utf-8", "replace"))
-                self._push(i, (<_Server>s).index if s is not None else 0)
+                self._push(i, 0)          # callers pin handles of several servers
             else:
                 self._push(i, r.first(sp.uq, sp.uqn).index)
         self.nlater = 0

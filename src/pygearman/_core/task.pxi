@@ -50,8 +50,9 @@ cdef class GearmanTask(_Listener):
 
     @property
     def state(self):
-        """'new', 'queued' (handed to libgearman), 'created', 'running', 'complete',
-        'failed', 'exception' or 'error'."""
+        """'new', 'queued' (handed to libgearman), 'created' (the server has the job: where a
+        background task ends), 'running', 'complete', 'failed', 'exception' or 'error' (the run
+        ended first: a deadline, a lost connection; see ``error``)."""
         return self._state if self._state is not None else "new"
 
     @property
@@ -91,8 +92,9 @@ cdef class GearmanTask(_Listener):
 
     @property
     def finished(self):
-        """True once the task has its outcome."""
-        return self._state in ("complete", "failed", "exception", "error")
+        """True once the task has its outcome (for a background job: once it is queued)."""
+        return self._state in ("complete", "failed", "exception", "error") or (
+            self._background and self._state == "created")
 
     @property
     def data(self):
@@ -207,7 +209,8 @@ cdef class GearmanTask(_Listener):
             elif not self._background and self._result is None:
                 self._result = (PyBytes_FromStringAndSize(<char *>ctx.result, ctx.result_len)
                                 if ctx.result != NULL else b"")
-            self._state = "complete"
+            # a background job is queued, not done: its task ends as 'created', with its handle
+            self._state = "created" if self._background else "complete"
         elif ctx.rc == GEARMAN_WORK_EXCEPTION:
             self._error = _ctx_error(ctx, self.function_name)
             self._exception_text = self._error.message

@@ -210,6 +210,16 @@ cdef bytes _coerce(object value, str what, int kind):
         for i in range(n):
             if p[i] <= 32 or p[i] >= 127:
                 raise ValueError(f"{what} may only contain printable ASCII without spaces")
+    elif kind == C_FUNCTION:
+        # the admin protocol is tab- and line-separated: one such name breaks `status` for the
+        # whole server (the admin module refuses them too)
+        p = <const unsigned char *>PyBytes_AS_STRING(b)
+        for i in range(n):
+            if p[i] == 0:
+                raise ValueError(f"{what} must not contain NUL bytes")
+            if p[i] <= 32 or p[i] == 127:
+                raise ValueError(f"{what} must not contain spaces, tabs, newlines or other "
+                                 f"control characters, got {value!r}")
     elif memchr(PyBytes_AS_STRING(b), 0, n) != NULL:
         raise ValueError(f"{what} must not contain NUL bytes")
     return b

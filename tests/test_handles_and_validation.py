@@ -1,0 +1,138 @@
+"""Handles that know their server, cancel of a running job, background task states, and the
+validation rules that apply before any I/O."""
+from __future__ import annotations
+
+import math
+import pickle
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import pygearman
+from pygearman import GearmanClient, GearmanWorker, JobHandle, Retry
+
+
+@pytest.fixture
+def two(gearmand_factory):  # type: ignore[no-untyped-def]
+    return gearmand_factory(), gearmand_factory()
+
+
+def test_the_same_handle_text_on_two_servers_reaches_the_right_one(two, fname) -> None:
+    """Two gearmand servers both hand out H:<host>:1: status and cancel must reach the server
+    that issued the handle, and a plain str is refused when it is ambiguous."""
+    a, b = two
+    fn = fname("q")
+    with GearmanClient(a.address) as ca, GearmanClient(b.address) as cb:
+        ha = ca.do_background(fn, "on a")
+        hb = cb.do_background(fn, "on b")
+    assert str(ha) == str(hb)                         # the same text on both servers
+    assert ha.server == a.address and hb.server == b.address
+    with GearmanClient([a.address, b.address]) as c:
+        assert c.job_status(ha).known and c.job_status(hb).known
+        with pytest.raises(ValueError, match="several job servers"):
+            c.job_status(str(ha))
+        with pytest.raises(ValueError, match="several job servers"):
+            c.cancel_job(str(ha))
+        with pytest.raises(ValueError, match="ambiguous"):
+            c.add_task_status(str(ha))
+        assert c.cancel_job(ha) is True
+        # B's job is untouched
+        st = c.job_status(hb)
+        assert st.known
+        t = c.add_task_status(hb)
+        c.run_tasks()
+        assert t.known
+    with GearmanClient(b.address) as only_b:
+        assert only_b.job_status(str(hb)).known      # one server: a plain str is fine
+        with pytest.raises(ValueError, match="not one of this client's servers"):
+            only_b.job_status(ha)
+
+
+def test_job_handles_pickle_and_compare_as_str(gearmand, fname) -> None:
+    with GearmanClient(gearmand.address) as c:
+        h = c.do_background(fname("p"), "x")
+    assert isinstance(h, str) and isinstance(h, JobHandle)
+    again = pickle.loads(pickle.dumps(h))
+    assert again == h and again.server == h.server
+    assert JobHandle("H:x:1", "h:1").server == "h:1" and JobHandle("H:x:1").server is None
+    assert repr(h).startswith("JobHandle(")
+
+
+def test_cancel_of_a_running_job_says_false(gearmand, fname) -> None:
+    fn = fname("running")
+    started = threading.Event()
+    release = threading.Event()
+
+    def work(job: Any) -> bytes:
+        started.set()
+        release.wait(10)
+        return b"done"
+
+    w = GearmanWorker(gearmand.address)
+    w.add_function(fn, work)
+    t = threading.Thread(target=w.work, kwargs={"timeout": 20})
+    t.start()
+    try:
+        with GearmanClient(gearmand.address) as c:
+            h = c.do_background(fn, "x")
+            assert started.wait(10)
+            assert c.job_status(h).running
+            assert c.cancel_job(h) is False              # it would run to the end anyway
+            queued = c.do_background(fn + "-nobody", "y")
+            assert c.cancel_job(queued) is True
+            assert c.cancel_job(JobHandle("H:nowhere:1", gearmand.address)) is False
+    finally:
+        release.set()
+        t.join(10)
+        w.close()
+
+
+def test_background_tasks_end_created_and_timed_out_tasks_say_so(gearmand, fname) -> None:
+    with GearmanClient(gearmand.address) as c:
+        bg = c.add_task_background(fname("bg"), "x")
+        fg = c.add_task(fname("nobody"), "y")
+        with pytest.raises(pygearman.GearmanTimeoutError):
+            c.run_tasks(timeout=0.5)
+    assert bg.state == "created" and bg.finished and bg.handle.startswith("H:")
+    assert fg.state == "error" and isinstance(fg.error, pygearman.GearmanTimeoutError)
+    assert not fg.finished or fg.state == "error"
+
+
+@pytest.mark.parametrize("servers", [("127.0.0.1", "4730"), ("127.0.0.1", 4730)])
+def test_a_host_port_tuple_is_one_server(servers: Any) -> None:
+    c = GearmanClient(servers)
+    assert c.servers == ["127.0.0.1:4730"]
+    c.close()
+
+
+@pytest.mark.parametrize("name", ["with space", "tab\there", "new\nline", "bell\x07", "del\x7f"])
+def test_function_names_with_whitespace_or_controls_are_refused(name: str) -> None:
+    with GearmanClient("127.0.0.1:1") as c:
+        with pytest.raises(ValueError, match="function name must not contain"):
+            c.do_normal(name, "x")
+        with pytest.raises(ValueError, match="function name must not contain"):
+            c.add_task(name, "x")
+    w = GearmanWorker("127.0.0.1:1")
+    with pytest.raises(ValueError, match="function name must not contain"):
+        w.add_function(name, lambda job: b"")
+    w.close()
+
+
+@pytest.mark.parametrize("kwargs, exc", [
+    ({"delay": math.nan}, ValueError), ({"delay": math.inf}, ValueError),
+    ({"delay": -1}, ValueError), ({"delay": "1"}, TypeError),
+    ({"max_retries": -1}, ValueError), ({"max_retries": 1.5}, TypeError),
+])
+def test_retry_arguments_are_checked(kwargs: Any, exc: Any) -> None:
+    with pytest.raises(exc, match="Retry"):
+        Retry("again", **kwargs)
+
+
+def test_namespace_and_uniques_types_are_named() -> None:
+    with pytest.raises(TypeError, match="namespace must be str, bytes or None, not int"):
+        GearmanClient("127.0.0.1:1", namespace=5)     # type: ignore[arg-type]
+    with GearmanClient("127.0.0.1:1") as c:
+        with pytest.raises(TypeError, match="sequence of uniques"):
+            c.submit_many("f", [b"a", b"b"], uniques="ab")  # type: ignore[arg-type]
