@@ -230,6 +230,8 @@ cdef class GearmanTask(_Listener):
     cdef list _data
     cdef list _warnings
     cdef list _twins               # tasks coalesced into this one's job (same unique)
+    cdef list _notify              # as_completed(): where to put it once it has finished
+    cdef bint _handed              # ... and it was put there
     cdef JobStream _stream         # set for a stream() job
     cdef object _on_created, _on_data, _on_warning, _on_status
     cdef object _on_complete, _on_fail, _on_exception
@@ -251,6 +253,15 @@ cdef class JobStream:
     cdef void _abandon_after_fork(self) noexcept
 
 
+cdef class CompletedTasks:
+    cdef Client _client
+    cdef _Run _run                 # the set's own engine (paused whenever a task finishes)
+    cdef list _tasks
+    cdef list _ready               # finished, not handed out yet
+    cdef bint _done
+    cdef void _release(self) noexcept
+
+
 cdef class Client:
     cdef _Router _router           # the servers; owns every connection
     cdef double _default_timeout   # seconds; < 0 means no deadline
@@ -262,6 +273,7 @@ cdef class Client:
     cdef bytes _identifier
     cdef _Exc _exc                 # exceptions of callbacks during this client's calls
     cdef JobStream _stream         # the open stream(), if any
+    cdef CompletedTasks _completing  # the open as_completed(), if any
     cdef _Run _single              # the engine reused for single calls
     cdef unsigned long _fork_gen   # process generation its connections belong to
     cdef void _after_fork(self) noexcept

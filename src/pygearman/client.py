@@ -7,13 +7,13 @@ from typing import (Any, Callable, Iterable, List, Literal, NamedTuple, Optional
                     Union, overload)
 
 from pygearman import _libgearman
-from pygearman._libgearman import GearmanTask, JobStream
+from pygearman._libgearman import CompletedTasks, GearmanTask, JobStream
 from pygearman._handle import JobHandle
 from pygearman._servers import Servers, parse_server, parse_servers
 from pygearman._types import (DataCallback, Name, StatusCallback, TaskCallback, TaskChunkCallback,
                               When, Workload)
 
-__all__ = ["GearmanClient", "GearmanTask", "JobHandle", "JobStream", "Priority", "JobStatus",
+__all__ = ["CompletedTasks", "GearmanClient", "GearmanTask", "JobHandle", "JobStream", "Priority", "JobStatus",
            "Workload"]
 
 _UNSET: Any = _libgearman.UNSET
@@ -302,6 +302,25 @@ class GearmanClient(_libgearman.Client):
         """
         return self._run_tasks(timeout, batch)
 
+    def as_completed(self, *, timeout: Union[float, None, Any] = _UNSET,
+                     batch: int = 250) -> CompletedTasks:
+        """Run the task set like :meth:`run_tasks`, handing each task out as it finishes::
+
+            for task in client.as_completed(timeout=30):
+                print(task.unique, task.state, task.result)
+
+        Use it in a ``with`` block (or call ``close()``) when the loop may stop early: the jobs
+        still running are then abandoned. A deadline or a lost connection is raised from the
+        loop; every task keeps the state it reached.
+        """
+        return self._as_completed(timeout, batch)
+
+    @property
+    def last_handle(self) -> Optional[JobHandle]:
+        """The job handle of the last single job (``submit``/``do_*``), foreground ones too,
+        or None if no server acknowledged it."""
+        return self._job_handle()
+
     def clear_callbacks(self) -> None:
         """Forget the client-wide task callbacks (``set_*_callback``)."""
         self._clear_callbacks()
@@ -378,6 +397,10 @@ class GearmanClient(_libgearman.Client):
         return f"<GearmanClient {state}>"
 
     # -- the PHP extension's names (GearmanClient::doNormal & co, in snake_case) ------------
+
+    def do_job_handle(self) -> Optional[JobHandle]:
+        """PHP ``doJobHandle``: the handle of the last job (see :attr:`last_handle`)."""
+        return self.last_handle
 
     def do_normal(self, function: Name, workload: Workload = b"", unique: Optional[Name] = None,
                   *, timeout: Union[float, None, Any] = _UNSET) -> bytes:

@@ -31,7 +31,7 @@ cdef int _taskset_specs(_Run run, list tasks) except -1:
     return 0
 
 
-cdef int _taskset_settle(_Run run, list tasks, _Router r) except -1:
+cdef int _taskset_settle(_Run run, list tasks) except -1:
     """After the run (finished or not): every task's final state from its job's outcome."""
     cdef Py_ssize_t i, o
     cdef GearmanTask t

@@ -84,6 +84,10 @@ cdef class Client:
         if self._stream is not None:
             self._stream._abandon_after_fork()
         self._stream = None
+        if self._completing is not None:
+            del self._completing._run.lanes[:]     # forgotten, not reset: see _Conn.forget
+            self._completing._release()
+        self._completing = None
 
     cdef int _check_idle(self) except -1:
         if self._fork_gen != _fork_gen:
@@ -104,6 +108,9 @@ cdef class Client:
                                "thread-safe: use one per thread, e.g. client.clone())")
         if self._stream is not None:
             raise RuntimeError("a stream() of this client is still open: finish or close it first")
+        if self._completing is not None:
+            raise RuntimeError("an as_completed() of this client is still open: finish or close "
+                               "it first")
         if not self._router.servers:
             raise ValueError("no job servers: add one with add_server()")
         self._busy = True
@@ -179,6 +186,15 @@ cdef class Client:
                 self._busy = False
         finally:
             _payload_release(&p)
+
+    def _job_handle(self):
+        """The handle of the last single job (do_*/submit), or None (nothing acknowledged)."""
+        cdef _Run run = self._single
+        if run is None or run.n != 1 or run.servers is None or run.specs[0].ctx.handle[0] == 0 \
+                or (run.specs[0].kind != K_JOB and run.specs[0].kind != K_BACKGROUND
+                    and run.specs[0].kind != K_EPOCH):
+            return None
+        return run.server_of(0).handle(run.specs[0].ctx.handle)
 
     # -- streaming ---------------------------------------------------------------------------
 
@@ -313,10 +329,69 @@ cdef class Client:
                 run.go()
             finally:
                 run.client = None
-                _taskset_settle(run, tasks, self._router)
+                _taskset_settle(run, tasks)
         finally:
             self._busy = False
         return tasks
+
+    def _as_completed(self, timeout, batch):
+        """The pending tasks, run as with _run_tasks, handed out as they finish."""
+        cdef double deadline = _deadline_from(timeout, self._default_timeout)
+        cdef CompletedTasks it
+        cdef GearmanTask t
+        cdef _Run run
+        _check_batch(batch)
+        self._enter()
+        try:
+            it = CompletedTasks.__new__(CompletedTasks)
+            it._tasks = self._pending
+            self._pending = []
+            it._ready = []
+            it._client = self
+            run = _Run(self._exc)
+            run.setup(self, len(it._tasks), deadline, batch)
+            _taskset_specs(run, it._tasks)
+            run.client = None
+            for t in it._tasks:
+                t._notify = it._ready
+            it._run = run
+            if not it._tasks:
+                it._release()
+            else:
+                self._completing = it
+        finally:
+            self._busy = False
+        return it
+
+    def _completed_step(self, CompletedTasks it):
+        """Run the set until some task finishes (or all have)."""
+        cdef _Run run = it._run
+        if self._fork_gen != _fork_gen:
+            self._after_fork()
+        if it._done:
+            return
+        if self._busy:
+            raise RuntimeError("this GearmanClient is in use by another call")
+        self._busy = True
+        try:
+            run.client = self
+            if not run.go():
+                run.client = None
+                _taskset_settle(run, it._tasks)
+                # tasks settled without an event of their own (a status query, a background
+                # task whose JOB_CREATED came with another's)
+                for t in it._tasks:
+                    if not (<GearmanTask>t)._handed:
+                        (<GearmanTask>t)._handed = True
+                        it._ready.append(t)
+                it._release()
+        except BaseException:
+            run.client = None
+            _taskset_settle(run, it._tasks)
+            it._release()
+            raise
+        finally:
+            self._busy = False
 
     # -- batches -----------------------------------------------------------------------------
 
@@ -475,6 +550,8 @@ cdef class Client:
             raise RuntimeError("cannot close a GearmanClient while another thread is using it")
         if self._stream is not None:
             self._stream.close()
+        if self._completing is not None:
+            self._completing.close()
         self._closed = True
         self._pending = []
         self._single = None

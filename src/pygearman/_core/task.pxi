@@ -137,6 +137,10 @@ cdef class GearmanTask(_Listener):
             self._known = True
             self._state = "created"
             cb = self._callback("created")
+            if self._notify is not None and self._background and not self._handed:
+                self._handed = True
+                self._notify.append(self)            # as_completed(): queued is done
+                ctx.ctl.pause_requested = True
         elif ev == EV_DATA or ev == EV_WARNING:
             p = <const char *>gearman_task_data(task)
             chunk = p[:gearman_task_data_size(task)] if p != NULL else b""
@@ -186,6 +190,11 @@ cdef class GearmanTask(_Listener):
             cb = self._callback("fail")
         if cb is not None:
             cb(self)
+        if self._notify is not None and ev & (EV_COMPLETE | EV_FAIL | EV_EXCEPTION) \
+                and not self._handed:
+            self._handed = True
+            self._notify.append(self)                # as_completed(): yield it next
+            ctx.ctl.pause_requested = True
         if self._twins is not None:
             for twin in self._twins:
                 twin._event(task, ctx, ev)
@@ -329,3 +338,70 @@ cdef class JobStream:
 
     def __dealloc__(self):
         _payload_release(&self._payload)
+
+
+@cython.final
+cdef class CompletedTasks:
+    """Iterator over the tasks of a task set in the order they finish
+    (GearmanClient.as_completed()). Every task is in flight at once, as with run_tasks();
+    callbacks still run. Leaving the loop early abandons the jobs still running (their
+    connections are dropped); a deadline or a lost connection is raised from the loop, every
+    task keeping the state it reached."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("CompletedTasks objects are made by GearmanClient.as_completed()")
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef GearmanTask t
+        if self._ready:
+            return self._ready.pop(0)
+        if self._client is None:
+            raise RuntimeError("this CompletedTasks was not made by GearmanClient.as_completed()")
+        if self._done:
+            raise StopIteration
+        self._client._completed_step(self)
+        if self._ready:
+            return self._ready.pop(0)
+        raise StopIteration
+
+    @property
+    def tasks(self):
+        """Every task of the set, in the order they were added."""
+        return list(self._tasks) if self._tasks is not None else []
+
+    @property
+    def closed(self):
+        """True once every task has finished or the iteration was closed."""
+        return self._done
+
+    cdef void _release(self) noexcept:
+        cdef GearmanTask t
+        self._done = True
+        if self._tasks is not None:
+            for t in self._tasks:
+                t._notify = None
+        if self._client is not None and self._client._completing is self:
+            self._client._completing = None
+
+    def close(self):
+        """Abandon the jobs still running (their connections are dropped). Idempotent."""
+        if self._done:
+            return
+        if self._run is not None:
+            self._run.close()
+            self._run.client = None
+            _taskset_settle(self._run, self._tasks)
+        self._release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        n = len(self._tasks) if self._tasks is not None else 0
+        return f"<CompletedTasks {n} tasks {'closed' if self._done else 'open'}>"
