@@ -472,3 +472,43 @@ def test_async_worker_run_timeout_and_errors(gearmand, fname):
             AsyncWorker(gearmand.address, concurrency=0)
 
     run(main())
+
+
+def test_async_stream_yields_chunks_then_the_result(gearmand, fname) -> None:
+    import asyncio
+    import threading
+    import time
+
+    from pygearman import GearmanWorker
+    from pygearman.aio import AsyncClient
+
+    fn = fname("chunks")
+
+    def chunky(job):  # type: ignore[no-untyped-def]
+        for i in range(4):
+            job.send_data(b"c%d" % i)
+            time.sleep(0.02)
+        return b"done"
+
+    w = GearmanWorker(gearmand.address)
+    w.add_function(fn, chunky)
+    t = threading.Thread(target=w.run, kwargs={"timeout": 30}, daemon=True)
+    t.start()
+
+    async def main() -> None:
+        async with AsyncClient(gearmand.address, timeout=10) as c:
+            async with c.stream(fn, "x") as chunks:
+                got = [chunk async for chunk in chunks]
+            assert got == [b"c0", b"c1", b"c2", b"c3"] and chunks.result == b"done"
+            async with c.stream(fn, "y") as chunks:          # leave early
+                async for chunk in chunks:
+                    assert chunk == b"c0"
+                    break
+            assert await c.submit(fn, "z") == b"done"          # the client goes on
+
+    try:
+        asyncio.run(main())
+    finally:
+        w.stop()
+        t.join(10)
+        w.close()

@@ -46,7 +46,7 @@ from pygearman.client import GearmanClient, JobStatus, Priority
 from pygearman.errors import JobFailed
 from pygearman.worker import GearmanWorker
 
-__all__ = ["AsyncClient", "AsyncTaskSet", "AsyncTask", "AsyncWorker", "AsyncJob"]
+__all__ = ["AsyncClient", "AsyncJobStream", "AsyncTaskSet", "AsyncTask", "AsyncWorker", "AsyncJob"]
 
 _log = logging.getLogger("pygearman.aio")
 
@@ -401,6 +401,21 @@ class AsyncClient:
 
     # -- task sets ---------------------------------------------------------------------------
 
+    def stream(self, function: Name, workload: Workload = b"", *, unique: Optional[Name] = None,
+               priority: Priority = Priority.NORMAL,
+               timeout: Timeout = _UNSET) -> "AsyncJobStream":
+        """A foreground job whose WORK_DATA chunks arrive as they come::
+
+            async with client.stream("crawl", url) as chunks:
+                async for chunk in chunks: ...
+            chunks.result          # the final WORK_COMPLETE payload
+
+        The job runs in one of the client's threads (``GearmanClient.stream()``); leaving the
+        loop early abandons it once the next chunk (or the deadline) arrives.
+        """
+        self._check_open()
+        return AsyncJobStream(self, function, workload, unique, priority, timeout)
+
     def task_set(self, *, timeout: Timeout = _UNSET) -> "AsyncTaskSet":
         """A set of jobs that run in parallel; see :class:`AsyncTaskSet`. ``timeout`` bounds
         each batch of tasks (default: the client's)."""
@@ -444,6 +459,72 @@ def _do_submit(function: Name, workload: Workload, priority: Priority, backgroun
 
 
 # -- task sets ----------------------------------------------------------------------------------
+
+class AsyncJobStream:
+    """``async for`` over the WORK_DATA chunks of one foreground job (AsyncClient.stream())."""
+
+    _END = object()
+
+    def __init__(self, client: AsyncClient, function: Name, workload: Workload,
+                 unique: Optional[Name], priority: Priority, timeout: Timeout) -> None:
+        self._client = client
+        self._args = (function, workload, unique, priority, timeout)
+        self._queue: "Optional[asyncio.Queue[Any]]" = None
+        self._stop = threading.Event()
+        self._call: "Optional[asyncio.Future[Any]]" = None
+        self._done = False
+        self.result: Optional[bytes] = None
+
+    def _run(self, loop: asyncio.AbstractEventLoop, queue: "asyncio.Queue[Any]",
+             client: GearmanClient) -> Optional[bytes]:
+        function, workload, unique, priority, timeout = self._args
+        with client.stream(function, workload, unique=unique, priority=priority,
+                           timeout=timeout) as chunks:
+            for chunk in chunks:
+                if self._stop.is_set():
+                    return None                   # abandoned: closing drops the connection
+                _post(loop, queue.put_nowait, chunk)
+            return chunks.result
+
+    def __aiter__(self) -> "AsyncJobStream":
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        loop = asyncio.get_running_loop()
+        if self._call is None:
+            queue: "asyncio.Queue[Any]" = asyncio.Queue()
+            self._queue = queue
+            self._call = asyncio.ensure_future(
+                self._client._call(lambda c: self._run(loop, queue, c)))
+            self._call.add_done_callback(lambda f: queue.put_nowait(self._END))
+        assert self._queue is not None
+        item = await self._queue.get()
+        if item is self._END:
+            self._done = True
+            assert self._call is not None
+            self.result = self._call.result()        # raises the job's error, if any
+            raise StopAsyncIteration
+        return item  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        """Abandon the job if it is still running: its thread drops it at its next chunk (or
+        its deadline) and is free again; nothing here waits for that. Idempotent."""
+        self._done = True
+        self._stop.set()
+        if self._call is not None and not self._call.done():
+            self._call.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def __aenter__(self) -> "AsyncJobStream":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<AsyncJobStream {self._args[0]!r} {'closed' if self._done else 'open'}>"
+
 
 class AsyncTask(asyncio.Future[Any]):
     """One job of an :class:`AsyncTaskSet`: an asyncio future of its result (bytes; the job
