@@ -92,6 +92,7 @@ cdef class _Server:
     cdef Py_ssize_t index          # position in the router's list
     cdef double down_until         # monotonic time until which a failed server is tried last
     cdef bint probed               # a Gearman server answered our own probe (see _probe)
+    cdef bint no_options           # it answers ECHO but never OPTION_REQ (gear's Server)
     cdef list conns                # [_Conn]; conns[0] serves single calls
     cdef object handle_cls         # the JobHandle subclass of this server's handles
     cdef _Conn conn(self, Py_ssize_t i, _Exc carrier)
@@ -119,6 +120,7 @@ cdef class _Conn:
     cdef int open(self, Client owner, double deadline) except -1
     cdef int _create(self, Client owner, double deadline) except -1
     cdef bint _arm_once(self, double deadline, int step) except -1
+    cdef bint _answers_status(self, Client owner, double deadline, int step) except -1
     cdef int tick(self, double deadline, str what) except -1
     cdef void lane_start(self, Py_ssize_t index) noexcept
     cdef void reset(self) noexcept

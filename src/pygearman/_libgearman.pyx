@@ -32,6 +32,7 @@ from pygearman.errors import (
     GearmanTimeoutError,
     JobException,
     JobFailed,
+    NotSupportedError,
     ProtocolError,
     Retry,
     error_class_for,

@@ -125,6 +125,8 @@ class GearmanClient(_libgearman.Client):
     def clone(self) -> "GearmanClient":
         """A new client with the same servers and settings (libgearman's own clone drops the
         exceptions option; this one keeps everything). Use one per thread."""
+        if self.closed:
+            raise RuntimeError("this GearmanClient is closed")
         c = GearmanClient(self.servers, timeout=self.timeout, namespace=self.namespace,
                           identifier=self.identifier)
         for name, cb in self._callbacks_copy().items():
@@ -220,6 +222,8 @@ class GearmanClient(_libgearman.Client):
         and discards it when a worker would have taken it; until then it counts in ``status``."""
         from pygearman.admin import AdminClient
 
+        if self.closed:
+            raise RuntimeError("this GearmanClient is closed")
         if not isinstance(handle, str) or not handle or any(c.isspace() for c in handle):
             raise ValueError(f"not a job handle: {handle!r}")
         knew = []

@@ -525,6 +525,10 @@ cdef class Client:
                         # never ask twice on one connection: a late echo would answer the next
                         # request (a distant server); a new one, waiting twice as long
                         conn.reset()
+                        if s.no_options:
+                            raise NotSupportedError(
+                                f"{s.address} does not answer ECHO (gear's Server does not "
+                                f"implement it; its jobs work)", GEARMAN_TIMEOUT)
                         conn.tick(deadline, "no echo")
                         step = min(2 * step, 8000)
                     if rc != GEARMAN_SUCCESS:

@@ -33,8 +33,40 @@ cdef class _Conn:
             # server); the next attempt waits twice as long.
             self.reset()
             self.tick(deadline, "no answer from the job server")
+            if step == 1000 and self._answers_status(owner, deadline, step):
+                # A server that answers GET_STATUS but never OPTION_REQ (gear's Server, the
+                # job server behind Zuul) does not know options: go on without "exceptions".
+                self.server.no_options = True
+                self.armed = True
+                _log.warning("%s does not answer the 'exceptions' option request; a worker's "
+                             "exception reaches this client as a plain failure (JobFailed)",
+                             self.server.address)
+                return 0
             step = min(2 * step, 8000)
         return 0
+
+    cdef bint _answers_status(self, Client owner, double deadline, int step) except -1:
+        """On a new connection: does the server answer a GET_STATUS (of a handle nobody has)
+        within step ms? If so the connection is kept (armed is left to the caller)."""
+        cdef gearman_return_t rc
+        cdef sigset_t old
+        cdef bint held
+        cdef c_bool known = False, running = False
+        cdef uint32_t num = 0, den = 0
+        self._create(owner, deadline)
+        gearman_client_set_timeout(self.c, _slice_ms(deadline, step))
+        with nogil:
+            held = _hold_signals(&old)
+            rc = gearman_client_job_status(self.c, b"H:pygearman-probe:0", &known, &running,
+                                           &num, &den)
+            if held:
+                _release_signals(&old)
+        gearman_client_set_timeout(self.c, SLICE_MS)
+        if rc == GEARMAN_SUCCESS:
+            return True
+        self.reset()
+        self.tick(deadline, "no answer from the job server")
+        return False
 
     cdef int _create(self, Client owner, double deadline) except -1:
         """A new libgearman handle for this server, with our callbacks and settings."""
@@ -94,6 +126,9 @@ cdef class _Conn:
         cdef bint ok, held
         cdef gearman_return_t rc
         cdef sigset_t old
+        if self.server.no_options:
+            self.armed = True
+            return True
         gearman_client_set_timeout(self.c, _slice_ms(deadline, step))
         with nogil:
             held = _hold_signals(&old)

@@ -150,6 +150,9 @@ cdef extern from "libgearman-1.0/gearman.h" nogil:
                                    void *context, gearman_verbose_t verbose)
     gearman_return_t gearman_client_add_server(gearman_client_st *client, const char *host, in_port_t port)
     void gearman_client_remove_servers(gearman_client_st *client)
+    gearman_return_t gearman_client_job_status(gearman_client_st *client, const char *job_handle,
+                                               c_bool *is_known, c_bool *is_running,
+                                               uint32_t *numerator, uint32_t *denominator)
     gearman_return_t gearman_client_echo(gearman_client_st *client, const void *workload, size_t workload_size)
     bint gearman_client_set_server_option(gearman_client_st *self, const char *option_arg, size_t option_arg_size)
     void gearman_client_set_namespace(gearman_client_st *self, const char *namespace_key, size_t namespace_key_size)

@@ -1,0 +1,82 @@
+"""Other Gearman job servers than gearmand: gear's Server (pure Python, the job server behind
+Zuul/OpenStack CI) never answers OPTION_REQ nor ECHO_REQ. pygearman clients work with it, without
+the "exceptions" option (a worker's exception then arrives as a failure)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from typing import Iterator
+
+import pytest
+
+import pygearman
+from pygearman import GearmanClient
+from pygearman.testing import free_port
+
+GEAR_SERVER = """
+import sys, time
+import gear
+gear.Server(port=int(sys.argv[1]), host="127.0.0.1")
+print("READY", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+@pytest.fixture
+def gear_server() -> Iterator[str]:
+    pytest.importorskip("gear", reason="gear is in requirements-dev.txt")
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-c", GEAR_SERVER, str(port)], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "READY"
+        yield f"127.0.0.1:{port}"
+    finally:
+        p.kill()
+        p.wait(10)
+
+
+def test_client_against_gears_server(gear_server: str, caplog) -> None:
+    with GearmanClient(gear_server, timeout=15) as c:
+        h = c.do_background("fx", "hello")
+        assert h.startswith("H:")
+        assert c.job_status(h).known
+        assert c.submit_background_many("fx", ["a", "b"])[0].startswith("H:")
+        c.add_task_background("fx", "t")
+        assert c.run_tasks()[0].state == "created"
+        with pytest.raises(pygearman.NotSupportedError, match="ECHO"):
+            c.echo(timeout=5)
+    assert any("does not answer the 'exceptions' option" in r.getMessage() for r in caplog.records)
+
+
+def test_foreground_job_through_gears_server(gear_server: str) -> None:
+    """A gear worker (gear.Worker) runs it; the pygearman client gets the result."""
+    import gear
+
+    host, port = gear_server.split(":")
+    w = gear.Worker("w")
+    w.addServer(host, int(port))
+    w.waitForServer()
+    w.registerFunction("rev")
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                job = w.getJob()
+            except gear.InterruptedError:
+                return
+            job.sendWorkComplete(job.arguments[::-1])
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with GearmanClient(gear_server, timeout=15) as c:
+            assert c.do_normal("rev", "abc") == b"cba"
+            assert c.submit_many("rev", ["xy", "z"]) == [b"yx", b"z"]
+    finally:
+        stop.set()
+        w.stopWaitingForJobs()
+        w.shutdown()
