@@ -379,3 +379,38 @@ def test_children_leave_when_the_parent_is_killed(gearmand, runner_process, fnam
     wait_until(lambda: workers_of(gearmand.address, fn) == [], timeout=10,
                what="the orphaned children to exit")
     rp.stop()
+
+
+POISON = '''
+import os, time
+
+def maybe_die(job):
+    if job.workload == b"poison":
+        os._exit(7)                     # a crash the job function cannot catch
+    return b"ok:" + job.workload
+'''
+
+
+def test_a_job_that_kills_its_process_is_quarantined(gearmand, fname, tmp_path, caplog) -> None:
+    """The poison job is requeued after each death; after max_job_deaths it is failed with a
+    clear exception instead of being fed to the next process, and other jobs keep flowing."""
+    (tmp_path / "poisonjobs.py").write_text(POISON)
+    sys.path.insert(0, str(tmp_path))
+    fn = fname("poison")
+    runner = Runner(gearmand.address, {fn: "poisonjobs:maybe_die"}, processes=1,
+                    max_job_deaths=2, start_method="fork")
+    t = threading.Thread(target=runner.run, daemon=True)
+    caplog.set_level(logging.INFO, logger="pygearman.runner")
+    t.start()
+    try:
+        with GearmanClient(gearmand.address, timeout=30) as c:
+            assert c.do_normal(fn, "a") == b"ok:a"
+            with pytest.raises(JobException, match="killed 2 worker processes"):
+                c.do_normal(fn, "poison", unique="poison-1")
+            assert c.do_normal(fn, "b") == b"ok:b"
+        warnings = [r for r in caplog.records if "it is failed from now on" in r.getMessage()]
+        assert len(warnings) == 1
+    finally:
+        runner.stop()
+        t.join(30)
+        sys.path.remove(str(tmp_path))

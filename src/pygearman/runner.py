@@ -14,9 +14,17 @@ and the parent starts a replacement (threads are recycled the same way: a new co
 ``limits={"resize": 2}`` registers ``resize`` on at most 2 slots, i.e. at most 2 such jobs
 run at once across this runner. Each job logs one INFO line on the ``pygearman.runner``
 logger with its duration.
+
+Poison jobs: a job that kills its worker process (``os._exit``, a crash in a C extension, the
+OOM killer) is requeued by gearmand and would kill every replacement. Each process notes in
+shared memory which job each of its slots is running; when a process dies, the runner learns
+which job it held, and once one job has killed ``max_job_deaths`` processes (default 3) the
+next process that receives it fails it at once with a JobException saying so, instead of
+running it. One WARNING line says so.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import multiprocessing
@@ -102,13 +110,54 @@ class _JobCounter:
             self.on_limit()
 
 
-def _wrap(name: str, fn: JobFunction, slot: int, counter: _JobCounter) -> JobFunction:
-    """The job function, plus one INFO log line per job and the recycling count."""
+class _Marker:
+    """Where a worker process notes the job each of its slots is running (shared memory the
+    parent reads when the process dies)."""
+
+    SIZE = 700          # function (512) + unique (63) + handle (63) + separators, NUL-padded
+
+    def __init__(self, block: Any, index: int) -> None:
+        self.block = block
+        self.start = index * self.SIZE
+
+    def set(self, key: bytes) -> None:
+        key = key[:self.SIZE - 1]
+        self.block[self.start:self.start + len(key) + 1] = key + b"\0"
+
+    def clear(self) -> None:
+        self.block[self.start] = b"\0"
+
+    @staticmethod
+    def read(block: Any, index: int) -> bytes:
+        raw = bytes(block[index * _Marker.SIZE:(index + 1) * _Marker.SIZE])
+        return raw.split(b"\0", 1)[0]
+
+
+def _job_key(name: str, job: GearmanJob) -> bytes:
+    """Names one job across redeliveries: gearmand keeps its handle and unique."""
+    return "\t".join((name, job.unique, job.handle)).encode("utf-8", "replace")
+
+
+class _Quarantined(Exception):
+    pass
+
+
+def _wrap(name: str, fn: JobFunction, slot: int, counter: _JobCounter,
+          marker: Optional[_Marker] = None,
+          quarantine: Optional[Mapping[bytes, str]] = None) -> JobFunction:
+    """The job function, plus one INFO log line per job, the recycling count and (processes)
+    the poison-job bookkeeping."""
 
     def job_function(job: GearmanJob) -> Any:
         start = time.perf_counter()
         outcome = "done"
+        key = _job_key(name, job) if marker is not None else b""
         try:
+            if marker is not None:
+                why = quarantine.get(key) if quarantine else None
+                if why is not None:
+                    raise _Quarantined(why)
+                marker.set(key)
             return fn(job)
         except Retry:
             outcome = "handed back (Retry)"
@@ -117,6 +166,8 @@ def _wrap(name: str, fn: JobFunction, slot: int, counter: _JobCounter) -> JobFun
             outcome = f"raised {type(e).__name__}: {e}" if str(e) else f"raised {type(e).__name__}"
             raise
         finally:
+            if marker is not None:
+                marker.clear()
             log.info("job %s %s %s in %.3f s (pid %d, slot %d)", name, job.handle, outcome,
                      time.perf_counter() - start, os.getpid(), slot)
             counter.add()
@@ -141,13 +192,16 @@ class _Spec:
     parent_pid: int
     log_setup: Optional[Tuple[int, str]] = None   # (level, format) for spawned children
     timeouts: Dict[str, int] = field(default_factory=dict)
+    quarantine: Dict[bytes, str] = field(default_factory=dict)   # job key -> why it is failed
 
 
 class _Slots:
     """The slots of one process: threads, each running one GearmanWorker."""
 
-    def __init__(self, spec: _Spec, functions: Mapping[str, JobFunction], recycle: bool) -> None:
+    def __init__(self, spec: _Spec, functions: Mapping[str, JobFunction], recycle: bool,
+                 marks: Any = None) -> None:
         self.spec = spec
+        self.marks = marks              # shared block of _Marker slots (process mode)
         self.functions = functions
         self.recycle = recycle          # thread mode: a slot makes a new worker after recycling
         self.stopping = False
@@ -164,8 +218,12 @@ class _Slots:
         s = self.spec
         w = GearmanWorker(s.servers, identifier=f"{s.identifier}-{os.getpid()}-{slot}",
                           namespace=s.namespace, max_retries=s.max_retries)
+        marker = None
+        if self.marks is not None:
+            marker = _Marker(self.marks, [k for k, _ in s.slots].index(slot))
         for name in names:
-            w.add_function(name, _wrap(name, self.functions[name], slot, counter),
+            w.add_function(name, _wrap(name, self.functions[name], slot, counter, marker,
+                                       s.quarantine),
                            s.timeouts.get(name, 0))
         return w
 
@@ -223,7 +281,7 @@ def _join_all(threads: List[threading.Thread], slots: _Slots,
             slots.stop()
 
 
-def _child_main(spec: _Spec) -> None:
+def _child_main(spec: _Spec, marks: Any = None) -> None:
     """A worker process: its slots until SIGTERM, max_jobs or max_seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the parent, which drains us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -235,7 +293,7 @@ def _child_main(spec: _Spec) -> None:
     except (ValueError, TypeError) as e:
         log.error("%s", e)
         sys.exit(3)
-    slots = _Slots(spec, functions, recycle=False)
+    slots = _Slots(spec, functions, recycle=False, marks=marks)
     counter = _JobCounter(spec.max_jobs, slots.stop)
 
     def on_term(signum: int, frame: Optional[FrameType]) -> None:
@@ -257,6 +315,7 @@ class _Child:
     started: float = 0.0
     restart_at: float = 0.0
     failures: int = 0
+    marks: Any = None              # shared memory: the job each slot is running
 
 
 class Runner:
@@ -270,7 +329,8 @@ class Runner:
     most n slots register that function. ``timeouts``: ``{"name": seconds}`` registered with
     CAN_DO_TIMEOUT. ``start_method``: ``"fork"`` (default where available) or ``"spawn"``.
     ``drain_timeout``: after a stop, kill processes still busy after that many seconds
-    (``None``: wait for the jobs in hand however long they take).
+    (``None``: wait for the jobs in hand however long they take). ``max_job_deaths``: a job
+    that killed this many worker processes is failed instead of run again (processes only).
     """
 
     def __init__(self, servers: Servers = None,
@@ -280,7 +340,7 @@ class Runner:
                  timeouts: Optional[Mapping[str, int]] = None,
                  identifier: str = "runner", namespace: Optional[str] = None,
                  max_retries: int = 3, start_method: Optional[str] = None,
-                 drain_timeout: Optional[float] = None) -> None:
+                 drain_timeout: Optional[float] = None, max_job_deaths: int = 3) -> None:
         self.servers = [format_server(h, p) for h, p in parse_servers(servers)]
         if not functions:
             raise ValueError("no functions to run: pass {'name': function or 'module:attr'}")
@@ -310,6 +370,12 @@ class Runner:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ValueError(f"limits[{name!r}] must be an int >= 1, got {n!r}")
         self.timeouts: Dict[str, int] = dict(timeouts or {})
+        if isinstance(max_job_deaths, bool) or not isinstance(max_job_deaths, int) \
+                or max_job_deaths < 1:
+            raise ValueError(f"max_job_deaths must be an int >= 1, got {max_job_deaths!r}")
+        self.max_job_deaths = max_job_deaths
+        self._deaths: Dict[bytes, int] = {}
+        self._quarantine: Dict[bytes, str] = {}
         if start_method is None:
             start_method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         if start_method not in multiprocessing.get_all_start_methods():
@@ -421,7 +487,12 @@ class Runner:
     # -- process mode ------------------------------------------------------------------------
 
     def _start_child(self, ctx: Any, child: _Child) -> None:
-        p = ctx.Process(target=_child_main, args=(child.spec,),
+        child.spec.quarantine = dict(self._quarantine)
+        if child.marks is None:
+            child.marks = ctx.RawArray(ctypes.c_char, _Marker.SIZE * len(child.spec.slots))
+        else:
+            ctypes.memset(child.marks, 0, _Marker.SIZE * len(child.spec.slots))
+        p = ctx.Process(target=_child_main, args=(child.spec, child.marks),
                         name=f"pygearman-runner-{child.index}", daemon=False)
         p.start()
         child.process = p
@@ -471,6 +542,7 @@ class Runner:
                 log.info("worker process %d exited after %.1f s (recycled); starting a "
                          "replacement", c.index, lived)
             else:
+                self._note_deaths(c, code)
                 c.failures = c.failures + 1 if lived < 10 else 1
                 delay = min(0.5 * 2 ** (c.failures - 1), 30.0) if lived < 10 else 0.0
                 c.restart_at = now + delay
@@ -479,6 +551,26 @@ class Runner:
         for c in self._children.values():
             if c.process is None and not self._stop_requested and now >= c.restart_at:
                 self._start_child(ctx, c)
+
+    def _note_deaths(self, c: _Child, code: Optional[int]) -> None:
+        """A worker process died: count it against the jobs its slots were running."""
+        if c.marks is None:
+            return
+        for i in range(len(c.spec.slots)):
+            key = _Marker.read(c.marks, i)
+            if not key:
+                continue
+            n = self._deaths[key] = self._deaths.get(key, 0) + 1
+            fn, _, rest = key.decode("utf-8", "replace").partition("\t")
+            unique, _, handle = rest.partition("\t")
+            if n >= self.max_job_deaths and key not in self._quarantine:
+                self._quarantine[key] = (
+                    f"job {fn!r} (handle {handle}, unique {unique}) was not run again: it "
+                    f"killed {n} worker processes (last exit code {code})")
+                log.warning("job %s %s (unique %s) killed %d worker processes; it is failed "
+                            "from now on instead of run", fn, handle, unique, n)
+        if len(self._deaths) > 10000:
+            self._deaths.clear()
 
     def _drain(self) -> None:
         """SIGTERM every child (each finishes its jobs in hand), wait, kill leftovers."""
