@@ -714,3 +714,15 @@ if st is not None:
 else:  # pragma: no cover
     def test_parsers_fuzz_needs_hypothesis():
         pytest.skip("hypothesis is not installed (pip install -r requirements-dev.txt)")
+
+
+@pytest.mark.parametrize("method", ["status", "workers", "version"])
+def test_a_port_that_is_not_gearman_says_so(method: str) -> None:
+    """Like submit(): a web server on the port is 'not a Gearman job server', not a lost
+    connection."""
+    from _support.textserver import TextServer
+
+    with TextServer(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n") as web:
+        with AdminClient(web.address, timeout=5) as a:
+            with pytest.raises(pygearman.ProtocolError, match="not a Gearman job server"):
+                getattr(a, method)()

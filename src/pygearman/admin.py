@@ -333,6 +333,20 @@ def _timeout_value(timeout: object, what: str = "timeout") -> float:
 
 # -- the client ------------------------------------------------------------------------------
 
+def _admin_like(cmd: bytes, first: bytes) -> bool:
+    """Could ``first`` be the first line of a gearmand admin reply to ``cmd``? (A web server,
+    a database or a binary Gearman port answers something else.)"""
+    if first.startswith((b"OK", b"ERR ", b".\n", b".\r\n")) or first.rstrip(b"\r\n").isdigit():
+        return True
+    if first.startswith(b"\0"):
+        return False
+    if cmd.startswith((b"status", b"show jobs")):
+        return b"\t" in first
+    if cmd.startswith(b"workers"):
+        return b" : " in first or first.rstrip(b"\r\n").endswith(b" :")
+    return not first.startswith((b"HTTP/", b"SSH-", b"+OK", b"-ERR", b"220 ", b"<"))
+
+
 class AdminClient:
     """One TCP connection to one job server, speaking the admin text protocol.
 
@@ -563,6 +577,10 @@ class AdminClient:
         # "\r\n", not "\n": gearmand's 'create function' cuts two bytes off its argument
         self._io(sock.sendall, cmd + b"\r\n", deadline, seconds, what)
         first = self._read_line(sock, deadline, seconds, what)
+        if not _admin_like(cmd, first):
+            raise ProtocolError(f"{self.server} is not a Gearman job server: it answered "
+                                f"{_quote(first[:60].decode(_ENCODING, _ERRORS))} to "
+                                f"{_cmd_text(cmd)!r} (check the port)")
         # list replies end with "\n" lines; an ERR line always ends with "\r\n"
         is_err = first.startswith(b"ERR") and (first.endswith(b"\r\n") or not multiline)
         lines = [first]
