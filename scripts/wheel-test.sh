@@ -85,6 +85,13 @@ while read -r path; do
         { log "the process mapped a libgearman outside the wheel: $path"; exit 1; }
 done <<<"$loaded"
 
+# What the package itself says about it (python -m pygearman --version: the path of the libgearman
+# loaded, and "bundled in the wheel" when it is the copy in pygearman_native.libs/).
+version="$("$py" -m pygearman --version)"
+echo "$version"
+grep -Eq "^libgearman: $site/pygearman_native\.libs/libgearman[^ ]* \(bundled in the wheel\)\$" <<<"$version" ||
+    { log "pygearman --version does not name the bundled libgearman"; exit 1; }
+
 log "core tests against the installed wheel"
 "$py" -m pytest -p no:cacheprovider --rootdir "$root" --junitxml "$work/junit.xml" -q \
     "${core_tests[@]/#/$root/}"

@@ -8,16 +8,22 @@ import subprocess
 import threading
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
 from pygearman import GearmanClient, GearmanWorker
-from pygearman.testing import GearmandServer
 
 from _support.processes import Child
 
-pytest_plugins = ["pytester"]
+if TYPE_CHECKING:
+    from pygearman.testing import GearmandServer
+
+# pygearman's fixtures (gearmand, gearmand_factory) are opt-in, as for any user of the package
+# (no pytest11 entry point). pygearman.testing is imported here first, by pytest, so that it is not
+# already imported when pytest registers it (an import above would make pytest warn that it
+# cannot rewrite its asserts).
+pytest_plugins = ["pytester", "pygearman.testing"]
 
 _counter = itertools.count()
 
@@ -53,6 +59,8 @@ def gearman_cli() -> str:
 @pytest.fixture(scope="session")
 def gearmand_exc() -> Iterator[GearmandServer]:
     """A second session server, started with --exceptions."""
+    from pygearman.testing import GearmandServer
+
     with GearmandServer(exceptions=True) as server:
         yield server
 

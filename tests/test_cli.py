@@ -296,15 +296,68 @@ def test_bench_starts_its_own_gearmand():
     assert b"started gearmand" in out.stderr
 
 
+def _expected_version_lines() -> List[str]:
+    """What --version must say, worked out here from the libgearman this process loaded."""
+    import pygearman
+    from pygearman._features import libgearman_path
+
+    path = libgearman_path()
+    assert path and os.path.isfile(path), path
+    site = Path(pygearman.__file__).resolve().parents[1]
+    bundled = Path(path).resolve().parent in (site / "pygearman_native.libs",
+                                              Path(pygearman.__file__).resolve().parent / ".dylibs")
+    where = "bundled in the wheel" if bundled else "system"
+    return [f"pygearman {pygearman.__version__} (libgearman {pygearman.libgearman_version()})",
+            f"libgearman: {path} ({where})"]
+
+
 def test_version_plain_and_json():
     import pygearman
 
     out = cli("version")
-    assert out.stdout.decode() == (f"pygearman {pygearman.__version__} "
-                                   f"(libgearman {pygearman.libgearman_version()})\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode().splitlines() == _expected_version_lines()
     obj = json.loads(cli("version", "--json").stdout)
     assert obj["pygearman"] == pygearman.__version__
     assert obj["libgearman"] == pygearman.libgearman_version()
+    assert obj["libgearman_build"] == pygearman.LIBGEARMAN_BUILD_VERSION
+    assert _expected_version_lines()[1] == (
+        f"libgearman: {obj['libgearman_path']} "
+        f"({'bundled in the wheel' if obj['libgearman_bundled'] else 'system'})")
+
+
+def test_version_option_names_the_libgearman_loaded(capsys):
+    """--version (python -m pygearman, the console script, main()): pygearman's version, the
+    runtime libgearman_version(), and the file of the libgearman loaded, bundled or system."""
+    expected = _expected_version_lines()
+    out = cli("--version")
+    assert out.returncode == 0 and out.stderr == b"", out.stderr
+    assert out.stdout.decode().splitlines() == expected
+    # the loaded file really is the one this process mapped (not a guess from the linker's path)
+    if os.path.exists("/proc/self/maps"):
+        mapped = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
+                  if "/" in line}
+        assert expected[1].split(": ", 1)[1].rsplit(" (", 1)[0] in mapped
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.splitlines() == expected
+    assert cli("version").stdout == out.stdout        # the subcommand says the same
+    exe = (shutil.which("pygearman", path=str(Path(sys.executable).parent))
+           or shutil.which("pygearman"))
+    if exe is not None:
+        script = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
+        assert script.returncode == 0 and script.stdout.splitlines() == expected
+
+
+def test_version_bundled_is_judged_by_the_wheel_libs_directories(tmp_path):
+    from pygearman import _features
+
+    for bundle in _features.BUNDLE_DIRS:
+        assert _features.libgearman_bundled(os.path.join(bundle, "libgearman-0123abcd.so.8.0.0"))
+    assert not _features.libgearman_bundled("/usr/lib/x86_64-linux-gnu/libgearman.so.8")
+    assert not _features.libgearman_bundled("libgearman.so.8")      # find_library's bare name
+    assert not _features.libgearman_bundled(str(tmp_path / "libgearman.so.8"))
 
 
 def test_console_script_and_main_function(capsys):

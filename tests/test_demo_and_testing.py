@@ -89,14 +89,43 @@ def test_gearmand_options_and_fixture(gearmand, gearmand_factory):
     assert s.running and s.address != gearmand.address
 
 
-def test_fixture_is_usable_by_user_tests(pytester):
+_USER_TEST = """
+    from pygearman import GearmanClient, GearmanWorker
+    def test_user(gearmand, gearmand_factory):
+        assert gearmand_factory().address != gearmand.address
+        with GearmanWorker(gearmand.address) as w, GearmanClient(gearmand.address) as c:
+            w.add_function("up", lambda job: job.workload.upper())
+            c.do_background("up", "x")
+            assert w.work(timeout=10)
+"""
+
+
+def test_fixtures_are_usable_by_user_tests_through_a_conftest(pytester):
+    pytester.makeconftest('pytest_plugins = ["pygearman.testing"]\n')
+    pytester.makepyfile(_USER_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_fixtures_are_usable_by_user_tests_through_the_p_option(pytester):
+    pytester.makepyfile(_USER_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "pygearman.testing")
+    result.assert_outcomes(passed=1)
+
+
+def test_plugin_is_opt_in_and_pytest_alone_does_not_import_the_extension(pytester):
+    """No pytest11 entry point: a pytest session that did not ask for pygearman.testing neither
+    gets its fixtures nor imports the compiled extension."""
     pytester.makepyfile("""
-        from pygearman import GearmanClient, GearmanWorker
-        def test_user(gearmand):
-            with GearmanWorker(gearmand.address) as w, GearmanClient(gearmand.address) as c:
-                w.add_function("up", lambda job: job.workload.upper())
-                c.do_background("up", "x")
-                assert w.work(timeout=10)
+        import sys
+        def test_nothing_loaded(request):
+            assert "pygearman.testing" not in sys.modules
+            assert "pygearman._libgearman" not in sys.modules
+            plugins = request.config.pluginmanager
+            assert not plugins.has_plugin("pygearman")
+            assert not plugins.has_plugin("pygearman.testing")
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+    listing = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--fixtures")
+    assert "gearmand_factory" not in listing.stdout.str()

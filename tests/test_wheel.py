@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass
@@ -94,3 +95,21 @@ def test_core_tests_pass_against_wheel(wheel_run: WheelRun) -> None:
     total = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors")}
     assert total["tests"] > 0, total
     assert total["failures"] == 0 and total["errors"] == 0, wheel_run.output[-6000:]
+
+
+def test_wheel_extension_is_stripped(wheel_run: WheelRun) -> None:
+    """scripts/wheel-build.sh builds with PYGEARMAN_STRIP=1: no debug sections in the extension
+    (their names would be in the section-name table)."""
+    with zipfile.ZipFile(wheel_run.wheel) as zf:
+        (name,) = [n for n in zf.namelist() if re.match(r"pygearman/_libgearman\.[^/]*\.so$", n)]
+        data = zf.read(name)
+    assert b".debug_info" not in data and b".debug_line" not in data, name
+    assert b"PyInit__libgearman" in data   # the dynamic symbols stay
+
+
+def test_sdist_has_sources_but_no_generated_c(wheel_run: WheelRun) -> None:
+    (sdist,) = (wheel_run.wheel.parent.parent / "dist").glob("pygearman_native-*.tar.gz")
+    with tarfile.open(sdist) as tf:
+        names = [n.split("/", 1)[1] for n in tf.getnames() if "/" in n]
+    assert "src/pygearman/_libgearman.pyx" in names and "setup.py" in names, names
+    assert not [n for n in names if n.startswith("src/") and n.endswith((".c", ".so"))], names

@@ -100,10 +100,15 @@ def test_status_data_warning_do_not_break_sync_result(gearmand, client, fname, s
 
 
 def test_job_used_after_function_returned_raises(gearmand, client, fname, start_worker):
-    fn = fname("escape")
+    fn, barrier = fname("escape"), fname("barrier")
     kept = []
-    start_worker(gearmand.address, {fn: lambda job: kept.append(job)})
+    # One worker, one thread: it takes the barrier job only after the escape job's function has
+    # returned and pygearman has let go of that job. The escape job's result alone is no such
+    # signal: WORK_COMPLETE leaves (and the client returns) while the worker thread is still in
+    # pygearman's send, before the job is marked finished.
+    start_worker(gearmand.address, {fn: lambda job: kept.append(job), barrier: lambda job: None})
     client.do_normal(fn, "x")
+    client.do_normal(barrier, "")
     (job,) = kept
     assert job.workload == b"x"  # data copied out stays readable
     for call in (lambda: job.send_status(1, 2), lambda: job.send_data(b"x"),

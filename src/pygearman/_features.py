@@ -5,10 +5,17 @@ import ctypes
 import ctypes.util
 import os
 import re
+import sys
 from functools import lru_cache
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-__all__ = ["has", "FEATURES", "libgearman_path", "version_tuple"]
+__all__ = ["has", "FEATURES", "libgearman_path", "libgearman_bundled", "version_tuple"]
+
+# Where binary wheels put the libgearman they bundle: auditwheel (Linux) copies it into
+# <site-packages>/pygearman_native.libs/, delocate (macOS) into pygearman/.dylibs/.
+_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+BUNDLE_DIRS = (os.path.join(os.path.dirname(_PACKAGE_DIR), "pygearman_native.libs"),
+               os.path.join(_PACKAGE_DIR, ".dylibs"))
 
 FEATURES: Dict[str, str] = {
     "ssl": "libgearman was built with TLS (libssl is in its dependency tree); Debian's is not",
@@ -24,19 +31,46 @@ def version_tuple(version: str) -> Tuple[int, ...]:
     return tuple(int(x) for x in m.group(1).split(".")) if m else ()
 
 
-def libgearman_path() -> Optional[str]:
-    """The file of the libgearman mapped into this process (the bundled one in a wheel)."""
-    from pygearman import _libgearman  # noqa: F401  (makes sure it is loaded)
-
+def _loaded_files() -> List[str]:
+    """Files of the shared libraries loaded into this process: /proc/self/maps on Linux, dyld's
+    image list on macOS; empty where neither is available."""
     try:
         with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.rsplit(None, 1)[-1]
-                if "libgearman" in os.path.basename(path) and ".so" in path:
-                    return path
+            return [line.rsplit(None, 1)[-1] for line in maps if "/" in line]
     except OSError:
         pass
+    if sys.platform == "darwin":
+        try:
+            libc = ctypes.CDLL(None)
+            libc._dyld_image_count.restype = ctypes.c_uint32
+            libc._dyld_get_image_name.restype = ctypes.c_char_p
+            libc._dyld_get_image_name.argtypes = [ctypes.c_uint32]
+            names = (libc._dyld_get_image_name(i) for i in range(libc._dyld_image_count()))
+            return [os.fsdecode(n) for n in names if n]
+        except (OSError, AttributeError):
+            pass
+    return []
+
+
+def libgearman_path() -> Optional[str]:
+    """The file of the libgearman loaded into this process (the bundled one in a wheel). Where the
+    loaded libraries cannot be listed, the one the system's loader would pick."""
+    from pygearman import _libgearman  # noqa: F401  (makes sure it is loaded)
+
+    for path in _loaded_files():
+        name = os.path.basename(path)
+        if name.startswith("libgearman") and (".so" in name or name.endswith(".dylib")):
+            return path
     return ctypes.util.find_library("gearman")
+
+
+def libgearman_bundled(path: Optional[str] = None) -> bool:
+    """Whether the libgearman in use (or ``path``) is the copy a binary wheel bundles rather
+    than the system's."""
+    path = path if path is not None else libgearman_path()
+    if not path or not os.path.isabs(path):
+        return False
+    return os.path.dirname(os.path.realpath(path)) in BUNDLE_DIRS
 
 
 @lru_cache(maxsize=None)

@@ -19,8 +19,9 @@ import time
 import uuid
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["main", "build_parser", "Progress", "bench_echo", "EXIT_OK", "EXIT_JOB", "EXIT_USAGE",
-           "EXIT_CONNECTION", "EXIT_TIMEOUT", "EXIT_ERROR", "EXIT_INTERRUPTED"]
+__all__ = ["main", "build_parser", "version_info", "version_text", "Progress", "bench_echo",
+           "EXIT_OK", "EXIT_JOB", "EXIT_USAGE", "EXIT_CONNECTION", "EXIT_TIMEOUT", "EXIT_ERROR",
+           "EXIT_INTERRUPTED"]
 
 EXIT_OK = 0
 EXIT_JOB = 1
@@ -523,17 +524,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(servers)
 
 
-def cmd_version(args: argparse.Namespace) -> int:
+def version_info() -> Dict[str, Any]:
+    """pygearman's version and the libgearman it runs on: its version (the library loaded at run
+    time, and the headers it was built against), the file loaded, and whether that file is the
+    copy bundled in a binary wheel or the system's."""
     import pygearman
+    from pygearman._features import libgearman_bundled, libgearman_path
 
+    path = libgearman_path()
+    return {"pygearman": pygearman.__version__,
+            "libgearman": pygearman.libgearman_version(),
+            "libgearman_build": pygearman.LIBGEARMAN_BUILD_VERSION,
+            "libgearman_path": path,
+            "libgearman_bundled": libgearman_bundled(path),
+            "python": sys.version.split()[0]}
+
+
+def version_text(info: Optional[Dict[str, Any]] = None) -> str:
+    """What ``pygearman --version`` and ``pygearman version`` print (two lines)."""
+    info = info if info is not None else version_info()
+    where = "bundled in the wheel" if info["libgearman_bundled"] else "system"
+    return (f"pygearman {info['pygearman']} (libgearman {info['libgearman']})\n"
+            f"libgearman: {info['libgearman_path'] or 'unknown path'} ({where})")
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    info = version_info()
     if args.json:
-        _emit_json({"pygearman": pygearman.__version__,
-                    "libgearman": pygearman.libgearman_version(),
-                    "libgearman_build": pygearman.LIBGEARMAN_BUILD_VERSION,
-                    "python": sys.version.split()[0]})
-        return EXIT_OK
-    print(f"pygearman {pygearman.__version__} (libgearman {pygearman.libgearman_version()})")
+        _emit_json(info)
+    else:
+        print(version_text(info))
     return EXIT_OK
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print version_text() and exit, like argparse's own "version" action, but
+    the text (which loads the compiled core) is made only when the option is given."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: Any = argparse.SUPPRESS, help: Optional[str] = None) -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0,
+                         help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: Optional[str] = None) -> None:
+        try:
+            text = version_text()
+        except ImportError as e:   # the compiled core or its libgearman cannot be loaded
+            from pygearman._version import __version__
+
+            parser.exit(EXIT_ERROR, f"pygearman {__version__} (libgearman not loaded: "
+                                    f"{_one_line(str(e))})\n")
+        sys.stdout.write(text + "\n")   # stdout, as argparse's "version" action
+        sys.stdout.flush()
+        parser.exit(EXIT_OK)
 
 
 # -- the parser ---------------------------------------------------------------------------------
@@ -553,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pygearman", description="Gearman client and worker tools (pygearman, libgearman)",
         epilog="Exit codes: 0 ok, 1 job failed, 2 usage, 3 connection, 4 timeout, 5 other error.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print pygearman's version, libgearman's version and the path of the "
+                             "libgearman loaded (bundled or system), then exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser, timeout: Optional[float]) -> None:
@@ -643,7 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "starting a local gearmand")
     p.set_defaults(handler=cmd_demo, json=False)
 
-    p = sub.add_parser("version", help="print pygearman's and libgearman's versions")
+    p = sub.add_parser("version", help="print pygearman's and libgearman's versions and the "
+                                       "libgearman loaded (same as --version)")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.set_defaults(handler=cmd_version)
     return parser

@@ -4,8 +4,15 @@
     with GearmandServer() as server:          # starts gearmand -L 127.0.0.1 -p <free port>
         client = GearmanClient(server.address)
 
-With pytest, the ``gearmand`` fixture (session scope) and ``gearmand_factory`` (per test, any
-options) are available once ``pygearman`` is installed (it registers itself as a pytest plugin).
+With pytest, this module is also a plugin with two fixtures: ``gearmand`` (one server for the
+session) and ``gearmand_factory`` (servers with any options, stopped after the test). It is
+opt-in: installing pygearman registers no pytest plugin (an automatic one would make every
+pytest session in the environment import the compiled extension). Load it in a conftest.py::
+
+    pytest_plugins = ["pygearman.testing"]
+
+(a top-level conftest.py: pytest rejects ``pytest_plugins`` in the conftest files of
+sub-directories), or on the command line: ``pytest -p pygearman.testing``.
 """
 from __future__ import annotations
 
