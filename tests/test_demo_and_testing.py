@@ -129,3 +129,68 @@ def test_plugin_is_opt_in_and_pytest_alone_does_not_import_the_extension(pyteste
     result.assert_outcomes(passed=1)
     listing = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--fixtures")
     assert "gearmand_factory" not in listing.stdout.str()
+
+
+ORPHAN = """
+import sys, time, threading
+from pygearman.testing import GearmandServer
+if sys.argv[1] == "thread":
+    box = []
+    t = threading.Thread(target=lambda: box.append(GearmandServer().start()))
+    t.start(); t.join()
+    g = box[0]
+else:
+    g = GearmandServer().start()
+print(g.pid, flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_a_test_server_does_not_outlive_a_killed_process(where: str) -> None:
+    """SIGKILL the process that started a GearmandServer: its gearmand goes too (the
+    parent-death signal from the main thread; a watchdog when started from another thread)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = subprocess.Popen([sys.executable, "-c", ORPHAN, where], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        pid = int(p.stdout.readline())
+        os.kill(pid, 0)                                   # running
+        p.kill()
+        p.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            try:                                          # reap it if it is our zombie
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the gearmand outlived the process that started it")
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def test_find_gearmand_skips_a_gearmand_that_is_not_the_c_server(tmp_path, monkeypatch) -> None:
+    import os
+
+    from pygearman import testing
+
+    fake = tmp_path / "gearmand"
+    fake.write_text("#!/bin/sh\necho 'Usage: gearmand [--daemon] (Gearman::Server)'\n")
+    fake.chmod(0o755)
+    monkeypatch.delenv("GEARMAND", raising=False)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}:/usr/sbin")
+    found = testing.find_gearmand()
+    assert found != str(fake) and os.path.basename(found) == "gearmand"

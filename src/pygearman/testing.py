@@ -16,17 +16,20 @@ sub-directories), or on the command line: ``pytest -p pygearman.testing``.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Iterator, List, Optional, Sequence, Type
+from typing import Callable, Iterator, List, Optional, Sequence, Type
 
 __all__ = ["GearmandServer", "find_gearmand", "free_port", "GearmandNotFound"]
 
@@ -37,20 +40,87 @@ class GearmandNotFound(RuntimeError):
     """No gearmand executable was found."""
 
 
+def _is_c_gearmand(path: str) -> bool:
+    """The C job server (gearmand from gearman-job-server) says "gearmand 1.1.20..." to
+    --version; Debian's gearman-server package installs a Perl server as /usr/bin/gearmand too,
+    which takes other options."""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return re.search(r"^gearmand \d+\.\d+", out.stdout + out.stderr, re.M) is not None
+
+
 def find_gearmand() -> str:
-    """Path of gearmand: $GEARMAND, then PATH, then the usual sbin directories."""
+    """Path of the C gearmand: $GEARMAND, then PATH, then the usual sbin directories. Another
+    program called gearmand (the Perl Gearman::Server of Debian's gearman-server) is skipped."""
     env = os.environ.get("GEARMAND")
     if env:
         return env
+    candidates = []
     found = shutil.which("gearmand")
     if found:
-        return found
+        candidates.append(found)
     for d in _SEARCH_DIRS:
         p = os.path.join(d, "gearmand")
-        if os.access(p, os.X_OK):
+        if os.access(p, os.X_OK) and p not in candidates:
+            candidates.append(p)
+    for p in candidates:
+        if _is_c_gearmand(p):
             return p
+    if candidates:
+        raise GearmandNotFound(f"no C gearmand found ({', '.join(candidates)} is another job "
+                               f"server): install gearman-job-server or set $GEARMAND")
     raise GearmandNotFound("gearmand not found: install the job server (Debian: apt-get install "
                            "gearman-job-server) or set $GEARMAND to its path")
+
+
+def _die_with_parent() -> Optional[Callable[[], None]]:
+    """A preexec_fn that makes the child get SIGKILL when the process that started it dies
+    (Linux prctl(PR_SET_PDEATHSIG)), so a test server never outlives a crashed or killed test
+    run. Linux ties this to the starting *thread*: used only from the main thread, where the
+    process and the thread end together; elsewhere the watchdog in _watch_parent is used."""
+    if not sys.platform.startswith("linux") or \
+            threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:                 # runs in the child between fork and exec
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:         # the parent died before prctl
+            os._exit(1)
+    return preexec
+
+
+_WATCHDOG = """
+import os, signal, sys, time
+parent, child = int(sys.argv[1]), int(sys.argv[2])
+while True:
+    time.sleep(0.5)
+    try:
+        os.kill(child, 0)
+    except OSError:
+        sys.exit(0)                      # the server is gone: nothing to watch
+    if os.getppid() != parent:
+        try:
+            os.kill(child, signal.SIGKILL)
+        finally:
+            sys.exit(0)
+"""
+
+
+def _watch_parent(child_pid: int) -> None:
+    """Where the parent-death signal cannot be used: a small process that kills child_pid
+    once this process is gone."""
+    subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(child_pid)],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, close_fds=True)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -117,9 +187,12 @@ class GearmandServer:
                 cmd.append("--exceptions")
             cmd += self.args
             with open(self.workdir / "gearmand.stderr", "ab") as err:
+                preexec = _die_with_parent()
                 self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                              stdout=subprocess.DEVNULL, stderr=err,
-                                             start_new_session=True)
+                                             start_new_session=True, preexec_fn=preexec)
+            if preexec is None:
+                _watch_parent(self.proc.pid)
             if self._wait_ready():
                 self._fixed_port = True  # a later start() (after stop()) reuses this port
                 return self
