@@ -10,7 +10,11 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 # gearman-job-server: gearmand for the tests; libgearman-dev + pkg-config + gcc: the build;
 # php-cli + php-gearman: the reference client the tests compare against; gearman-tools: the `gearman` CLI.
-packages=(gearman-job-server libgearman-dev php-cli php-gearman gearman-tools pkg-config gcc make)
+# gearman-server: the Perl Gearman::Server, for the tests against other job servers. It installs a
+# Perl /usr/bin/gearmand too: pygearman.testing.find_gearmand() skips it, and the check below
+# asks /usr/sbin/gearmand (the C server) by its path.
+packages=(gearman-job-server gearman-server libgearman-dev php-cli php-gearman gearman-tools pkg-config
+          gcc make)
 
 # Python headers and venv are only needed from apt when $PYTHON lacks them (a pyenv or
 # self-built Python ships its own, and python3-dev would not help it anyway).
@@ -54,8 +58,10 @@ fi
 problems=()
 pkg-config --exists gearmand 2>/dev/null ||
     problems+=("pkg-config cannot find 'gearmand' (libgearman-dev, pkg-config)")
-gearmand --version >/dev/null 2>&1 ||
-    problems+=("'gearmand --version' failed (gearman-job-server; gearmand is in /usr/sbin)")
+c_gearmand=/usr/sbin/gearmand
+[[ -x $c_gearmand ]] || c_gearmand=gearmand
+"$c_gearmand" --version 2>/dev/null | grep -q '^gearmand [0-9]' ||
+    problems+=("'$c_gearmand --version' failed (gearman-job-server; gearmand is in /usr/sbin)")
 # Capture first: 'php -m | grep -q' can make php die of SIGPIPE, which pipefail would report.
 php_modules=$(php -m 2>/dev/null || true)
 grep -qi gearman <<<"$php_modules" ||

@@ -80,3 +80,68 @@ def test_foreground_job_through_gears_server(gear_server: str) -> None:
         stop.set()
         w.stopWaitingForJobs()
         w.shutdown()
+
+
+PERL_WORKER = r"""
+use strict; use warnings;
+use Gearman::Worker;
+my ($server, $fn) = @ARGV;
+my $w = Gearman::Worker->new;
+$w->job_servers($server);
+$w->register_function($fn => sub { return scalar reverse $_[0]->arg });
+$| = 1; print "READY\n";
+$w->work while 1;
+"""
+
+
+@pytest.fixture
+def perl_server() -> Iterator[str]:
+    """Debian's gearman-server: the Perl Gearman::Server (its /usr/bin/gearmand)."""
+    import os
+    import shutil
+    import time
+
+    path = "/usr/bin/gearmand"
+    if not os.path.exists("/usr/share/perl5/Gearman/Server.pm"):
+        pytest.skip("the Perl Gearman::Server is not installed (Debian gearman-server)")
+    port = free_port()
+    p = subprocess.Popen([path, "--port", str(port), "--listen", "127.0.0.1"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        import socket
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Perl gearmand did not start"
+                time.sleep(0.05)
+        assert shutil.which("perl")
+        yield f"127.0.0.1:{port}"
+    finally:
+        p.kill()
+        p.wait(10)
+
+
+def test_client_against_the_perl_server(perl_server: str, tmp_path) -> None:
+    import time
+
+    script = tmp_path / "w.pl"
+    script.write_text(PERL_WORKER)
+    w = subprocess.Popen(["perl", str(script), perl_server, "rev"], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert w.stdout is not None and w.stdout.readline().strip() == "READY"
+        with GearmanClient(perl_server, timeout=15) as c:
+            h = c.do_background("fx", "hello")
+            assert c.job_status(h).known
+            assert c.echo()
+            assert c.do_normal("rev", "abc") == b"cba"
+            assert c.submit_many("rev", ["xy", "z"]) == [b"yx", b"z"]
+            with pytest.raises(pygearman.NotSupportedError, match="SUBMIT_JOB_EPOCH"):
+                c.submit("fx", "later", background=True, when=time.time() + 60)
+            assert c.do_normal("rev", "ok") == b"ko"            # and the client goes on
+    finally:
+        w.kill()
+        w.wait(10)

@@ -602,14 +602,24 @@ cdef class _Run(_Specs):
         cdef bint untouched = lane.ctl.created == 0 and lane.ctl.done == 0
         cdef bint retry = untouched and (rc == GEARMAN_LOST_CONNECTION or rc == GEARMAN_ERRNO) \
             and (self.retried is None or lane.server.index not in self.retried)
+        # COULD_NOT_CONNECT: libgearman's own reconnect failed, nothing went out. A socket that
+        # closed under us (NO_ACTIVE_FDS included) may have carried the jobs.
+        cdef bint unsent = rc == GEARMAN_COULD_NOT_CONNECT or rc == GEARMAN_GETADDRINFO
         err = _error(rc, lane, None)
+        if lane.epoch and _is_conn_error(rc) and not unsent:
+            # the server took the connection and the options, then dropped it on this packet:
+            # it does not know SUBMIT_JOB_EPOCH (Perl's Gearman::Server, gear)
+            err = NotSupportedError(
+                f"{lane.server.address}: the job server dropped the connection on a scheduled "
+                f"job (SUBMIT_JOB_EPOCH): it does not implement them", rc)
+            retry = False
         lane.reset()
         lane.dead = True
         for i in range(self.n):
             sp = &self.specs[i]
             if sp.lane != lane.lane_index or sp.state != ST_SENT or sp.ctx.rc >= 0:
                 continue
-            if retry or (_never_connected(rc) and sp.ctx.handle[0] == 0):
+            if retry or (unsent and sp.ctx.handle[0] == 0):
                 sp.ctx.skip_next = False
                 self._push(i, lane.server.index)
                 requeued += 1
