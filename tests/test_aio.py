@@ -73,7 +73,8 @@ def test_concurrent_submits_run_in_parallel(gearmand, fname, start_worker):
             results = await asyncio.gather(*(client.submit(fn, str(i)) for i in range(4)))
             assert time.monotonic() - start < 1.5       # not 4 x 0.5 s
             assert results == [b"slept 0", b"slept 1", b"slept 2", b"slept 3"]
-            assert client.threads == 4
+            # the four calls of one loop turn went out as one pipelined batch, in one thread
+            assert client.threads == 1
 
     run(main())
 
@@ -290,12 +291,17 @@ def test_a_call_cancelled_while_queued_is_never_sent(gearmand, fname, start_work
     async def main() -> None:
         async with AsyncClient(gearmand.address, timeout=10, max_workers=1) as client:
             first = asyncio.create_task(client.submit(fn, b"first"))
-            second = asyncio.create_task(client.submit(fn, b"second"))
+            await asyncio.sleep(0.05)           # a later loop turn: a batch of its own, which
+            second = asyncio.create_task(client.submit(fn, b"second"))   # waits for the thread
             await asyncio.sleep(0.1)
             second.cancel()
+            third = asyncio.create_task(client.submit(fn, b"third"))
+            third.cancel()                      # cancelled in the turn it was made: never sent
             assert await first == b"first"
             with pytest.raises(asyncio.CancelledError):
                 await second
+            with pytest.raises(asyncio.CancelledError):
+                await third
             assert client.abandoned == 0
             await asyncio.sleep(0.5)
         assert calls == [b"first"]

@@ -214,6 +214,8 @@ class AsyncClient:
         self._abandoned = 0
         self._lock = threading.Lock()
         self._closed = False
+        # submissions of the current loop turn, by (loop, timeout): (futures, jobs)
+        self._batches: Dict[Any, Tuple[List["asyncio.Future[Any]"], List[Any]]] = {}
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -246,6 +248,69 @@ class AsyncClient:
             return self._abandoned
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _pipeline(self, loop: asyncio.AbstractEventLoop, function: Name, workload: Workload,
+                  unique: Optional[Name], priority: Priority, background: bool,
+                  timeout: Timeout) -> "asyncio.Future[Any]":
+        """Queue one job for the batch of this loop turn (sent by _flush, scheduled once)."""
+        fut: "asyncio.Future[Any]" = loop.create_future()
+        key = (id(loop), type(timeout), timeout if isinstance(timeout, (int, float))
+               or timeout is None else id(timeout))
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = ([], [])
+            loop.call_soon(self._flush, loop, key, timeout)
+        batch[0].append(fut)
+        batch[1].append((function, workload, unique, int(priority), background))
+        return fut
+
+    def _flush(self, loop: asyncio.AbstractEventLoop, key: Any, timeout: Timeout) -> None:
+        futures, jobs = self._batches.pop(key)
+        live = [i for i, f in enumerate(futures) if not f.cancelled()]   # never sent
+        if not live:
+            return
+        if len(live) != len(futures):
+            futures = [futures[i] for i in live]
+            jobs = [jobs[i] for i in live]
+        if self._closed:
+            err = RuntimeError("this AsyncClient is closed")
+            for f in futures:
+                f.set_exception(err)
+            return
+
+        def run(client: GearmanClient) -> List[Any]:
+            return client._submit_jobs(jobs, timeout, 250)
+
+        cfut = self._pool.submit(run)
+        # Calls cancelled while their batch waits for a thread: once all are, the batch is
+        # never sent. Calls cancelled while it runs are counted as abandoned until it ends.
+        state = {"cancelled": 0, "abandoned": 0}
+
+        def on_cancel(f: "asyncio.Future[Any]") -> None:
+            if not f.cancelled() or cfut.done():
+                return
+            state["cancelled"] += 1
+            if state["cancelled"] == len(futures) and cfut.cancel():
+                return                     # not started: nothing was sent
+            if cfut.running():
+                with self._lock:
+                    self._abandoned += 1
+                state["abandoned"] += 1
+
+        for f in futures:
+            f.add_done_callback(on_cancel)
+
+        def done(cf: "concurrent.futures.Future[List[Any]]") -> None:
+            if cf.cancelled():
+                outcomes: List[Any] = [RuntimeError("this AsyncClient was closed")] * len(futures)
+            elif cf.exception() is not None:
+                outcomes = [cf.exception()] * len(futures)
+            else:
+                outcomes = cf.result()
+            if not _post(loop, _settle_batch, futures, outcomes, self, state):
+                _log.debug("event loop closed: results of a batch dropped")
+
+        cfut.add_done_callback(done)
 
     async def _call(self, fn: Callable[[GearmanClient], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -323,9 +388,16 @@ class AsyncClient:
         ``on_data(chunk)``, ``on_warning(chunk)`` and ``on_status(numerator, denominator)``
         (foreground only) are called in the event loop's thread as the worker reports.
         Raises what :meth:`GearmanClient.submit` raises (JobException, JobFailed,
-        GearmanTimeoutError, GearmanConnectionError)."""
+        GearmanTimeoutError, GearmanConnectionError).
+
+        Calls made in the same turn of the event loop go out together, as one pipelined batch
+        run in C by one of the client's threads, and their results come back together (one
+        wake-up of the loop per batch, not per job)."""
         self._check_open()
         loop = asyncio.get_running_loop()
+        if when is None and on_data is None and on_warning is None and on_status is None:
+            return await self._pipeline(loop, function, workload, unique, priority,  # type: ignore[no-any-return]
+                                        bool(background), timeout)
 
         def on_loop(cb: Optional[Callable[..., Any]]) -> Optional[Callable[..., Any]]:
             if cb is None:
@@ -446,6 +518,22 @@ class AsyncClient:
     def __repr__(self) -> str:
         state = "closed" if self._closed else ",".join(self.servers)
         return f"<AsyncClient {state} threads={self.threads}>"
+
+
+def _settle_batch(futures: List["asyncio.Future[Any]"], outcomes: List[Any],
+                  client: "AsyncClient", state: Dict[str, int]) -> None:
+    """In the loop: every call of a batch gets its result or exception at once."""
+    if state["abandoned"]:
+        with client._lock:
+            client._abandoned -= state["abandoned"]
+        state["abandoned"] = 0
+    for fut, out in zip(futures, outcomes):
+        if fut.done():
+            continue                     # cancelled meanwhile: the result is dropped
+        if isinstance(out, BaseException):
+            fut.set_exception(out)
+        else:
+            fut.set_result(out)
 
 
 def _do_submit(function: Name, workload: Workload, priority: Priority, background: bool,

@@ -104,3 +104,34 @@ cdef int _batch_collect(_Run run, _Router r, bytes fn, bint background, list out
         elif run.specs[o].ctx.rc >= 0 or run.specs[o].ctx.handle[0] != 0:
             out[i] = run.error_of(i, fn)
     return 0
+
+
+cdef list _jobs_specs(_Run run, Client client, list jobs):
+    """Specs of (function, workload, unique, priority, background) jobs; a job that fails
+    validation gets its exception in the returned list (and is not sent: an empty spec)."""
+    cdef Py_ssize_t i, n = len(jobs)
+    cdef bytes fn, uq, w
+    cdef int priority
+    keep = []
+    errors = [None] * n
+    for i in range(n):
+        function, workload, unique, priority_obj, background = jobs[i]
+        try:
+            fn = _coerce(function, "function name", C_FUNCTION)
+            client._check_fn(fn)
+            uq = _coerce(unique, "unique", C_UNIQUE)
+            _check_priority(priority_obj)
+            w = _payload_copy(workload, "workload")
+        except Exception as e:
+            errors[i] = e
+            run.specs[i].state = ST_DONE
+            continue
+        priority = priority_obj
+        keep.append((fn, uq, w))
+        run.set_job(i, K_BACKGROUND if background else K_JOB, priority,
+                    PyBytes_AS_STRING(fn), PyBytes_GET_SIZE(fn),
+                    PyBytes_AS_STRING(uq) if uq is not None else NULL,
+                    PyBytes_GET_SIZE(uq) if uq is not None else 0,
+                    PyBytes_AS_STRING(w), PyBytes_GET_SIZE(w))
+    run.keep = keep
+    return errors

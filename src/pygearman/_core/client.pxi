@@ -116,6 +116,39 @@ cdef class Client:
         self._busy = True
         return 0
 
+    def _submit_jobs(self, list jobs, timeout, batch):
+        """Jobs of any functions and priorities, all in flight at once, run in C: a list of
+        results (bytes), handles (JobHandle) or exceptions, in input order. A failure of the
+        whole run (deadline, lost connection) is the outcome of the jobs it left without one."""
+        cdef double deadline = _deadline_from(timeout, self._default_timeout)
+        cdef Py_ssize_t i, o, n = len(jobs)
+        cdef _Run run
+        _check_batch(batch)
+        self._enter()
+        try:
+            run = self._run_for(n, deadline, batch)
+            out = _jobs_specs(run, self, jobs)
+            failed = None
+            try:
+                run.go()
+            except Exception as e:
+                failed = e
+            finally:
+                run.client = None
+            for i in range(n):
+                if out[i] is not None:
+                    continue
+                o = run.origin(i)
+                if run.specs[o].ctx.rc == GEARMAN_SUCCESS and run.failure(o) is None:
+                    out[i] = run.value_of(i)
+                else:
+                    err = run.error_of(i, PyBytes_FromStringAndSize(run.specs[o].fn,
+                                                                    run.specs[o].fnn))
+                    out[i] = err if err is not None else failed
+            return out
+        finally:
+            self._busy = False
+
     cdef int _check_fn(self, bytes fn) except -1:
         if self._namespace is not None and \
                 PyBytes_GET_SIZE(self._namespace) + PyBytes_GET_SIZE(fn) > 1023:
