@@ -53,3 +53,41 @@ def test_deadline_and_handlers_under_a_signal_storm(gearmand, fname, tmp_path) -
     # handlers kept running while the client waited (held at most one slice of 100 ms)
     assert out["ticks_during_job"] >= 3, out
     assert out["max_gap"] is not None and out["max_gap"] <= 1.0, out
+
+
+WORKER_STORM = r"""
+import json, signal, sys, time
+import pygearman
+from pygearman import GearmanClient, GearmanWorker
+
+address, fn = sys.argv[1], sys.argv[2]
+ticks = []
+signal.signal(signal.SIGALRM, lambda *a: ticks.append(time.monotonic()))
+signal.setitimer(signal.ITIMER_REAL, 0.005, 0.005)          # a signal every 5 ms
+out = {}
+with GearmanWorker(address) as w:
+    w.add_function(fn, lambda job: (time.sleep(0.3), b"ok")[1])
+    t0 = time.monotonic()
+    out["idle"] = w.work(timeout=1.0)                       # no job: returns at its deadline
+    out["idle_s"] = time.monotonic() - t0
+    with GearmanClient(address) as c:
+        c.do_background(fn, "x")
+    n0 = len(ticks)
+    t0 = time.monotonic()
+    out["busy"] = w.work(timeout=10)
+    out["busy_s"] = time.monotonic() - t0
+    out["ticks_in_job"] = len(ticks) - n0                   # the job function got its signals
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(json.dumps(out))
+"""
+
+
+def test_worker_deadline_under_a_signal_storm(gearmand, fname, tmp_path) -> None:
+    r = run_python(tmp_path, "wstorm", WORKER_STORM, gearmand.address, fname("w"), timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["idle"] is False and out["idle_s"] <= 2.0, out
+    assert out["busy"] is True, out
+    # time.sleep(0.3) in the job is interrupted by each signal and resumed by Python: the
+    # handler ran during the job, not only after it
+    assert out["ticks_in_job"] >= 20, out

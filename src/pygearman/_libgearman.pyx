@@ -23,6 +23,7 @@ from pygearman.includes.libgearman cimport *
 import logging
 import os
 import re
+import signal as _signal_module
 import threading
 import warnings
 

@@ -381,10 +381,12 @@ class AdminClient:
 
     @property
     def timeout(self) -> float:
+        """Default deadline in seconds of each call (connect + send + reply)."""
         return self._timeout
 
     @property
     def closed(self) -> bool:
+        """True after :meth:`close`; every command then raises RuntimeError."""
         return self._closed
 
     def close(self) -> None:

@@ -261,25 +261,31 @@ class GearmanClient(_libgearman.Client):
 
     def add_task_high(self, function: Name, workload: Workload = b"", context: Any = None,
                       unique: Optional[Name] = None, **callbacks: Any) -> GearmanTask:
+        """PHP ``addTaskHigh``: :meth:`add_task` at high priority."""
         return self.add_task(function, workload, context, unique, priority=Priority.HIGH, **callbacks)
 
     def add_task_low(self, function: Name, workload: Workload = b"", context: Any = None,
                      unique: Optional[Name] = None, **callbacks: Any) -> GearmanTask:
+        """PHP ``addTaskLow``: :meth:`add_task` at low priority."""
         return self.add_task(function, workload, context, unique, priority=Priority.LOW, **callbacks)
 
     def add_task_background(self, function: Name, workload: Workload = b"", context: Any = None,
                             unique: Optional[Name] = None, **callbacks: Any) -> GearmanTask:
+        """PHP ``addTaskBackground``: a background job in the task set; its task ends
+        in state ``'created'`` with its ``handle`` once the server has queued it."""
         return self.add_task(function, workload, context, unique, background=True, **callbacks)
 
     def add_task_high_background(self, function: Name, workload: Workload = b"",
                                  context: Any = None, unique: Optional[Name] = None,
                                  **callbacks: Any) -> GearmanTask:
+        """PHP ``addTaskHighBackground``: :meth:`add_task_background` at high priority."""
         return self.add_task(function, workload, context, unique, priority=Priority.HIGH,
                              background=True, **callbacks)
 
     def add_task_low_background(self, function: Name, workload: Workload = b"",
                                 context: Any = None, unique: Optional[Name] = None,
                                 **callbacks: Any) -> GearmanTask:
+        """PHP ``addTaskLowBackground``: :meth:`add_task_background` at low priority."""
         return self.add_task(function, workload, context, unique, priority=Priority.LOW,
                              background=True, **callbacks)
 
@@ -330,24 +336,46 @@ class GearmanClient(_libgearman.Client):
         self._clear_callbacks()
 
     def set_created_callback(self, callback: Optional[TaskCallback]) -> None:
+        """PHP ``setCreatedCallback``: ``callback(task)`` once the server has queued a task's
+        job (JOB_CREATED; ``task.handle`` is set). Client-wide: for the tasks of a task set
+        without an ``on_created`` of their own. ``None`` removes it."""
         self._set_callback("created", callback)
 
     def set_data_callback(self, callback: Optional[TaskChunkCallback]) -> None:
+        """PHP ``setDataCallback``: ``callback(task, chunk)`` for each WORK_DATA chunk a
+        task's worker sends. Client-wide, for tasks without an ``on_data``; ``None`` removes
+        it."""
         self._set_callback("data", callback)
 
     def set_warning_callback(self, callback: Optional[TaskChunkCallback]) -> None:
+        """PHP ``setWarningCallback``: ``callback(task, chunk)`` for each WORK_WARNING a
+        task's worker sends. Client-wide, for tasks without an ``on_warning``; ``None``
+        removes it."""
         self._set_callback("warning", callback)
 
     def set_status_callback(self, callback: Optional[TaskCallback]) -> None:
+        """PHP ``setStatusCallback``: ``callback(task)`` when a task's worker reports progress
+        (``task.numerator``/``task.denominator``), and with the answer of an
+        :meth:`add_task_status` task. Client-wide, for tasks without an ``on_status``;
+        ``None`` removes it."""
         self._set_callback("status", callback)
 
     def set_complete_callback(self, callback: Optional[TaskCallback]) -> None:
+        """PHP ``setCompleteCallback``: ``callback(task)`` when a task's job has completed
+        (``task.result``). Client-wide, for tasks without an ``on_complete``; ``None``
+        removes it."""
         self._set_callback("complete", callback)
 
     def set_fail_callback(self, callback: Optional[TaskCallback]) -> None:
+        """PHP ``setFailCallback``: ``callback(task)`` when a task's job failed (WORK_FAIL;
+        ``task.error``). Client-wide, for tasks without an ``on_fail``; ``None`` removes
+        it."""
         self._set_callback("fail", callback)
 
     def set_exception_callback(self, callback: Optional[TaskCallback]) -> None:
+        """PHP ``setExceptionCallback``: ``callback(task)`` when a task's worker raised
+        (WORK_EXCEPTION; ``task.exception`` is its text). Client-wide, for tasks without an
+        ``on_exception``; ``None`` removes it."""
         self._set_callback("exception", callback)
 
     # -- batches -----------------------------------------------------------------------------

@@ -165,10 +165,12 @@ class GearmandServer:
 
     @property
     def pid(self) -> Optional[int]:
+        """Process id of the gearmand this object started, or None when it is not running."""
         return self.proc.pid if self.proc else None
 
     @property
     def running(self) -> bool:
+        """True while the gearmand this object started is alive."""
         return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> "GearmandServer":
@@ -259,11 +261,15 @@ class GearmandServer:
         return self.start()
 
     def cleanup(self) -> None:
+        """Stop the server and delete its temporary directory (unless ``workdir`` was given).
+        What leaving the ``with`` block does."""
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
+        """The last ``lines`` lines of gearmand's log and of its stderr, for a failing test's
+        report."""
         out = []
         for p in (self.log_path, self.workdir / "gearmand.stderr"):
             try:

@@ -536,6 +536,7 @@ cdef class Client:
         try:
             if p.size == 0:
                 raise ValueError("echo data must not be empty")
+            _refresh_signal_policy()
             self._enter()
             try:
                 for s in self._router.servers:

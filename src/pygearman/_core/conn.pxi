@@ -23,6 +23,8 @@ cdef class _Conn:
         """Create, configure and arm the handle if needed. Raises _NotSent(error) when nothing
         can have reached the server (unreachable, not a Gearman server)."""
         cdef int step = 1000
+        if self.c == NULL or not self.armed:
+            _refresh_signal_policy()
         while self.c == NULL or not self.armed:
             if self.c == NULL:
                 self._create(owner, deadline)

@@ -475,6 +475,7 @@ cdef class _Run(_Specs):
         cdef _Conn lane
         cdef list busy
         cdef bint nb
+        _refresh_signal_policy()
         if not self.started:
             self.started = True
             self._coalesce()

@@ -13,7 +13,12 @@ cdef class _Listener:
 
 cdef class GearmanTask(_Listener):
     """One job of a task set (see GearmanClient.add_task). Its fields are copied out of
-    libgearman as events arrive, so they stay readable after the run."""
+    libgearman as events arrive, so they stay readable after the run.
+
+    ``context``: the object passed as ``add_task(..., context=...)`` (None by default), kept
+    for the caller to tell its tasks apart; it may be reassigned. Tasks are made by
+    ``GearmanClient.add_task*()``, ``stream()`` and ``as_completed()``, never directly.
+    Like its client, a task is not thread-safe."""
 
     def __init__(self, *args, **kwargs):
         raise TypeError("GearmanTask objects are made by GearmanClient.add_task()")

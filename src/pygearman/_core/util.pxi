@@ -147,9 +147,38 @@ for _sig in (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS):
 cdef pthread_t _main_thread = <pthread_t>threading.main_thread().ident
 
 
+# Only a signal with a Python handler interrupts a wait (an ignored or default one does not;
+# SIGINT's default_int_handler only on Ctrl-C): without one, nothing is held, and a wait costs no
+# extra system call. Looked at again at most once a second.
+cdef bint _handlers_installed = False
+cdef double _handlers_checked = -10.0
+
+
+cdef int _refresh_signal_policy() except -1:
+    """Whether some signal has a Python handler (then waits hold signals; see above)."""
+    global _handlers_installed, _handlers_checked
+    cdef double now = _now()
+    if now - _handlers_checked < 1.0:
+        return 0
+    _handlers_checked = now
+    found = False
+    for sig in _signal_module.valid_signals():
+        try:
+            h = _signal_module.getsignal(sig)
+        except (ValueError, OSError):
+            continue
+        if h is not None and h is not _signal_module.SIG_DFL and h is not _signal_module.SIG_IGN \
+                and h is not _signal_module.default_int_handler:
+            found = True
+            break
+    _handlers_installed = found
+    return 0
+
+
 cdef inline bint _hold_signals(sigset_t *old) noexcept nogil:
-    """Keep signals pending during a libgearman wait (main thread only); True if it did."""
-    if not pthread_equal(pthread_self(), _main_thread):
+    """Keep signals pending during a libgearman wait (main thread only, and only when a
+    Python handler is installed); True if it did."""
+    if not _handlers_installed or not pthread_equal(pthread_self(), _main_thread):
         return False
     return pthread_sigmask(SIG_BLOCK, &_async_signals, old) == 0
 

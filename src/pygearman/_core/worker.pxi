@@ -205,20 +205,28 @@ cdef extern from *:
     typedef struct {
         PyThreadState *ts;                           /* saved by pyg_worker_work on this thread */
         int held;                                    /* the trampoline kept the GIL */
+        int masked;                                  /* signals are held pending (see below) */
+        sigset_t old;                                /* the mask to go back to */
     } pyg_wstate_t;
     static __thread pyg_wstate_t pyg_wstate;
 
     static void pyg_set_job_run(pyg_job_run_t f) { pyg_job_run = f; }
 
-    /* Called with the GIL; returns with it. */
-    static gearman_return_t pyg_worker_work(gearman_worker_st *w)
+    /* Called with the GIL; returns with it. With hold (a signal has a Python handler, main
+       thread), asynchronous signals stay pending while libgearman waits: its poll() restarts
+       with the full timeout on every interruption (docs/libgearman-1.1.20.md#eintr-restart).
+       They are let through before the job function runs, and after the call. */
+    static gearman_return_t pyg_worker_work(gearman_worker_st *w, const sigset_t *hold)
     {
         pyg_wstate_t *st = &pyg_wstate;
         pyg_wstate_t outer = *st;                    /* an enclosing loop's (a job ran work()) */
         gearman_return_t rc;
         st->ts = PyEval_SaveThread();
         st->held = 0;
+        st->masked = hold != NULL && pthread_sigmask(SIG_BLOCK, hold, &st->old) == 0;
         rc = gearman_worker_work(w);
+        if (st->masked)
+            pthread_sigmask(SIG_SETMASK, &st->old, NULL);
         if (!st->held)
             PyEval_RestoreThread(st->ts);
         *st = outer;
@@ -237,6 +245,10 @@ cdef extern from *:
             PyGILState_Release(g);
             return r;
         }
+        if (st->masked) {                            /* the job function gets its signals */
+            pthread_sigmask(SIG_SETMASK, &st->old, NULL);
+            st->masked = 0;
+        }
         if (!st->held)
             PyEval_RestoreThread(st->ts);
         st->held = 0;
@@ -250,7 +262,7 @@ cdef extern from *:
     """
     ctypedef gearman_return_t (*pyg_job_run_t)(gearman_job_st *, void *, int *) noexcept
     void pyg_set_job_run(pyg_job_run_t f) noexcept
-    gearman_return_t pyg_worker_work(gearman_worker_st *w) noexcept
+    gearman_return_t pyg_worker_work(gearman_worker_st *w, const sigset_t *hold) noexcept
     gearman_return_t _job_trampoline "pyg_job_trampoline"(gearman_job_st *job, void *context) noexcept nogil
 
 
@@ -691,7 +703,9 @@ cdef class Worker:
                 if slice_ms != set_ms:
                     gearman_worker_set_timeout(self._w, slice_ms)
                     set_ms = slice_ms
-                rc = pyg_worker_work(self._w)     # without the GIL (see pyg_job_trampoline)
+                _refresh_signal_policy()
+                rc = pyg_worker_work(self._w, &_async_signals if _handlers_installed and
+                                     pthread_equal(pthread_self(), _main_thread) else NULL)
                 self._exc.raise_if_stored()
                 if rc == GEARMAN_SUCCESS or rc == GEARMAN_WORK_FAIL or rc == GEARMAN_TIMEOUT \
                         or rc == GEARMAN_IO_WAIT or rc == GEARMAN_NO_JOBS:
