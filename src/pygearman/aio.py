@@ -55,6 +55,10 @@ __all__ = ["AsyncClient", "AsyncJobStream", "AsyncTaskSet", "AsyncTask", "AsyncW
 
 _log = logging.getLogger("pygearman.aio")
 
+# Calls of one loop turn beyond this many go out in several batches, the first ones while the
+# loop is still making the rest.
+_PIPELINE_CHUNK = 1000
+
 T = TypeVar("T")
 _UNSET: Any = _libgearman.UNSET
 AsyncJobFunction = Callable[["AsyncJob"], Awaitable[Result]]
@@ -270,10 +274,17 @@ class AsyncClient:
             loop.call_soon(self._flush, loop, key, timeout)
         batch[0].append(fut)
         batch[1].append((function, workload, unique, int(priority), background))
+        if len(batch[0]) >= _PIPELINE_CHUNK:
+            # a big turn: send what is there now, so that a thread works on it while the loop
+            # goes on making the rest (the scheduled _flush then finds a new batch or none)
+            self._flush(loop, key, timeout)
         return fut
 
     def _flush(self, loop: asyncio.AbstractEventLoop, key: Any, timeout: Timeout) -> None:
-        futures, jobs = self._batches.pop(key)
+        item = self._batches.pop(key, None)
+        if item is None:
+            return                       # already sent (a full chunk)
+        futures, jobs = item
         live = [i for i, f in enumerate(futures) if not f.cancelled()]   # never sent
         if not live:
             return
