@@ -145,3 +145,22 @@ def test_client_against_the_perl_server(perl_server: str, tmp_path) -> None:
     finally:
         w.kill()
         w.wait(10)
+
+
+def test_pygearman_worker_on_gears_and_perls_servers(gear_server: str, perl_server: str) -> None:
+    """libgearman's default GRAB_JOB_ALL is unknown to both: the worker asks with GRAB_JOB_UNIQ
+    (gear), and with GRAB_JOB where that is answered with ERROR (Perl)."""
+    from pygearman import GearmanWorker
+
+    for server in (gear_server, perl_server):
+        w = GearmanWorker(server)
+        w.add_function("up", lambda job: bytes(job.workload).upper())
+        t = threading.Thread(target=w.run, kwargs={"timeout": 15}, daemon=True)
+        t.start()
+        try:
+            with GearmanClient(server, timeout=10) as c:
+                assert c.do_normal("up", "abc") == b"ABC", server
+        finally:
+            w.stop()
+            t.join(10)
+            w.close()

@@ -314,6 +314,9 @@ cdef class Worker:
     cdef int _enter(self) except -1
     cdef void _drain_wakeup(self) noexcept
     cdef int _backoff_wait(self, double deadline) except -1
+    cdef double _poll_interval     # idle: ask the server again this often (< 0: never)
+    cdef bint _plain_grab          # GRAB_JOB instead of GRAB_JOB_UNIQ (a server without it)
+    cdef int _idle_wait(self, double deadline) except -1
     cdef object _loop(self, bint one, double deadline)
 
 

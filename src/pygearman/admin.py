@@ -68,6 +68,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
 ]
 
+#: Default deadline in seconds of an admin call (:class:`AdminClient`, :func:`for_each`).
 DEFAULT_TIMEOUT = 5.0
 _MAX_FUNCTION_NAME = 512          # bytes, as libgearman's GEARMAN_FUNCTION_MAX_SIZE
 _MAX_HANDLE = 254                 # bytes; gearmand's own handles are far shorter

@@ -23,12 +23,19 @@ class GearmanWorker(_libgearman.Worker):
     returns the result (bytes-like, str or None). If it raises, the client gets a
     ``JobException`` carrying ``"ExceptionType: message"``; the job is not retried.
     The worker reconnects by itself, backing off while no server answers.
+
+    An idle worker sleeps like every Gearman worker: it has sent PRE_SLEEP and sends nothing
+    until the server's NOOP says a job is there, while :meth:`stop`, Ctrl-C and a ``timeout``
+    still answer within 100 ms. ``poll_interval`` (default 1 s; ``None``: never) makes it ask
+    again anyway that often: gearmand 1.1.20 has no timer, so a scheduled job (``when=``) only
+    reaches a worker that asks.
     """
 
     def __init__(self, servers: Servers = None,
                  functions: Optional[Dict[str, JobFunction]] = None, *,
                  identifier: Optional[str] = None, namespace: Optional[str] = None,
-                 max_retries: int = 3, ssl: bool = False) -> None:
+                 max_retries: int = 3, poll_interval: Optional[float] = 1.0,
+                 ssl: bool = False) -> None:
         if ssl:
             from pygearman.client import _refuse_ssl
 
@@ -39,6 +46,7 @@ class GearmanWorker(_libgearman.Worker):
         if namespace:
             self._set_namespace(namespace)
         self._set_max_retries(max_retries)
+        self._set_poll_interval(poll_interval)
         if identifier is not None:
             self.set_identifier(identifier)
         for name, fn in (functions or {}).items():

@@ -452,6 +452,11 @@ cdef class Worker:
         # swallows timeouts and we could never look at signals (docs/libgearman-1.1.20.md#timeout-per-poll).
         gearman_worker_set_timeout(self._w, SLICE_MS)
         gearman_worker_set_log_fn(self._w, _log_line, <void *>self._exc, _log_verbosity())
+        # GRAB_JOB_UNIQ rather than libgearman's GRAB_JOB_ALL: every job server knows it (gear's
+        # Server and Perl's Gearman::Server do not know GRAB_JOB_ALL), and it carries the unique
+        gearman_worker_remove_options(self._w, GEARMAN_WORKER_GRAB_ALL)
+        gearman_worker_add_options(self._w, GEARMAN_WORKER_GRAB_UNIQ)
+        self._poll_interval = 1.0
         wid = gearman_worker_id(self._w)
         self._read_fd = wid.read_fd
         self._write_fd = wid.write_fd
@@ -584,6 +589,25 @@ cdef class Worker:
             raise RuntimeError("set the namespace before adding functions")
         gearman_worker_set_namespace(self._w, b, len(b))
 
+    def _set_poll_interval(self, seconds):
+        cdef double t
+        if seconds is None:
+            self._poll_interval = -1.0
+            return
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"poll_interval must be a number of seconds or None, not "
+                            f"{type(seconds).__name__}")
+        t = seconds
+        if isnan(t) or t <= 0:
+            raise ValueError(f"poll_interval must be > 0 seconds (or None), got {seconds!r}")
+        self._poll_interval = t
+
+    @property
+    def poll_interval(self):
+        """How often an idle worker asks the server again (None: only when woken by its NOOP).
+        gearmand 1.1.20 has no timer: a scheduled job (when=) is handed out when a worker asks."""
+        return None if self._poll_interval < 0 else self._poll_interval
+
     def _set_max_retries(self, n):
         if isinstance(n, bool) or not isinstance(n, int):
             raise TypeError("max_retries must be an int")
@@ -681,6 +705,42 @@ cdef class Worker:
             if self._stop_requested:
                 return 0
 
+    cdef int _idle_wait(self, double deadline) except -1:
+        """No job: the worker has sent PRE_SLEEP; wait for the server's NOOP (or a job) without
+        sending anything, in slices that look at stop(), Ctrl-C and the deadline. Every
+        poll_interval seconds it asks again anyway: gearmand 1.1.20 has no timer, so a
+        scheduled job (when=) only reaches a worker that asks."""
+        cdef gearman_return_t rc
+        cdef double regrab = _now() + self._poll_interval if self._poll_interval > 0 else -1
+        cdef double now
+        cdef int ms
+        cdef sigset_t old
+        cdef bint held
+        while not self._stop_requested:
+            ms = _slice_ms(deadline, SLICE_MS)
+            if regrab >= 0:
+                now = _now()
+                if now >= regrab:
+                    break
+                if (regrab - now) * 1000 < ms:
+                    ms = max(1, <int>((regrab - now) * 1000))
+            gearman_worker_set_timeout(self._w, ms)
+            with nogil:
+                held = _hold_signals(&old)
+                rc = gearman_worker_wait(self._w)
+                if held:
+                    _release_signals(&old)
+            _check_signals(self._exc)
+            if rc == GEARMAN_SHUTDOWN_GRACEFUL:
+                self._drain_wakeup()
+                break
+            if rc != GEARMAN_TIMEOUT:
+                break               # something arrived (or an error that work() will report)
+            if deadline >= 0 and _now() >= deadline:
+                break
+        gearman_worker_set_timeout(self._w, _slice_ms(deadline, SLICE_MS))
+        return 0
+
     cdef object _loop(self, bint one, double deadline):
         """Process jobs until one is done (one=True), stop() is called, or the deadline passes.
         Returns the number of jobs handed to functions."""
@@ -688,6 +748,7 @@ cdef class Worker:
         cdef unsigned long long start = self._jobs
         cdef bint warned = False
         cdef int slice_ms, set_ms = -2
+        cdef unsigned long long jobs_before
         self._enter()
         try:
             if not self._functions:
@@ -704,6 +765,7 @@ cdef class Worker:
                     gearman_worker_set_timeout(self._w, slice_ms)
                     set_ms = slice_ms
                 _refresh_signal_policy()
+                jobs_before = self._jobs
                 rc = pyg_worker_work(self._w, &_async_signals if _handlers_installed and
                                      pthread_equal(pthread_self(), _main_thread) else NULL)
                 self._exc.raise_if_stored()
@@ -728,6 +790,10 @@ cdef class Worker:
                         self._apply_identifier()
                     if one and self._jobs != start and rc != GEARMAN_TIMEOUT:
                         break
+                    if rc == GEARMAN_TIMEOUT and self._jobs == jobs_before:
+                        # idle: sleep on the PRE_SLEEP already sent, like every Gearman worker,
+                        # instead of asking again each slice
+                        self._idle_wait(deadline)
                 elif rc == GEARMAN_SHUTDOWN_GRACEFUL:
                     self._drain_wakeup()     # sticky until drained (docs/libgearman-1.1.20.md#wakeup-pipe-sticky)
                 elif rc == GEARMAN_SHUTDOWN:
@@ -739,6 +805,14 @@ cdef class Worker:
                                      _clean(_text(gearman_worker_error(self._w))) or strerror(rc))
                         warned = True
                     self._backoff_wait(deadline)
+                elif rc == GEARMAN_UNEXPECTED_PACKET and not self._plain_grab and \
+                        "GEARMAN_ERROR" in _text(gearman_worker_error(self._w)):
+                    # the server answered GRAB_JOB_UNIQ with ERROR (Perl's Gearman::Server knows
+                    # only GRAB_JOB): ask with GRAB_JOB from now on; job.unique is then empty
+                    gearman_worker_remove_options(self._w, GEARMAN_WORKER_GRAB_UNIQ)
+                    self._plain_grab = True
+                    _log.warning("worker: %s answers GRAB_JOB_UNIQ with ERROR: using GRAB_JOB "
+                                 "(job.unique is empty there)", ", ".join(self.servers))
                 else:
                     # e.g. gearmand answering a late WORK_COMPLETE with ERROR after it requeued a
                     # job whose CAN_DO_TIMEOUT passed: report it, keep the worker alive.

@@ -250,6 +250,9 @@ cdef extern from "libgearman-1.0/gearman.h" nogil:
                                                     const gearman_function_t function,
                                                     const uint32_t timeout, void *context)
     gearman_return_t gearman_worker_work(gearman_worker_st *worker)
+    gearman_return_t gearman_worker_wait(gearman_worker_st *worker)
+    void gearman_worker_remove_options(gearman_worker_st *worker, gearman_worker_options_t options)
+    void gearman_worker_add_options(gearman_worker_st *worker, gearman_worker_options_t options)
     gearman_return_t gearman_worker_echo(gearman_worker_st *worker, const void *workload, size_t workload_size)
     void gearman_worker_set_namespace(gearman_worker_st *self, const char *namespace_key, size_t namespace_key_size)
     gearman_id_t gearman_worker_id(gearman_worker_st *self)
