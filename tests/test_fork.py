@@ -127,3 +127,32 @@ def test_multiprocessing_pool_with_an_inherited_client(gearmand, fname, start_wo
     finally:
         _pool_client.close()
         _pool_client = None
+
+
+def test_a_worker_connected_before_fork_works_in_each_child(gearmand, fname) -> None:
+    """Each child gets its own connection: no crash, no shifted result, and the parent's
+    worker keeps its own."""
+    from pygearman import GearmanWorker
+
+    fn = fname("forked")
+    w = GearmanWorker(gearmand.address)
+    w.add_function(fn, lambda job: f"pid{os.getpid()}:".encode() + bytes(job.workload))
+    assert w.echo()                                       # connected in the parent
+
+    def body() -> bool:
+        return w.run(timeout=4) >= 1
+
+    pids = [_in_child(body) for _ in range(2)]
+    with GearmanClient(gearmand.address, timeout=10) as c:
+        results = c.submit_many(fn, [f"j{i}" for i in range(40)])
+    assert all(r.endswith(f":j{i}".encode()) for i, r in enumerate(results))
+    served = {r.split(b":")[0] for r in results}
+    assert served <= {f"pid{p}".encode() for p in pids}
+    assert [_wait_child(p) for p in pids] == [0, 0]
+    # the parent's worker still works on its own connection
+    t = threading.Thread(target=lambda: w.work(timeout=5))
+    t.start()
+    with GearmanClient(gearmand.address, timeout=10) as c:
+        assert c.do_normal(fn, "p") == f"pid{os.getpid()}:p".encode()
+    t.join(10)
+    w.close()

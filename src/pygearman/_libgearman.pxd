@@ -316,6 +316,10 @@ cdef class Worker:
     cdef int _backoff_wait(self, double deadline) except -1
     cdef double _poll_interval     # idle: ask the server again this often (< 0: never)
     cdef bint _plain_grab          # GRAB_JOB instead of GRAB_JOB_UNIQ (a server without it)
+    cdef unsigned long _fork_gen   # process generation the handle belongs to (see _fork_gen)
+    cdef bytes _namespace_b        # to set again on a new handle
+    cdef int _make_handle(self) except -1
+    cdef int _after_fork(self) except -1
     cdef int _idle_wait(self, double deadline) except -1
     cdef object _loop(self, bint one, double deadline)
 

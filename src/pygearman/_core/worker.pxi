@@ -444,9 +444,16 @@ cdef class Worker:
         self._max_retries = 3
         self._identifier = None
         self._exc = _Exc()
+        self._poll_interval = 1.0
+        self._make_handle()
+
+    cdef int _make_handle(self) except -1:
+        """A new libgearman worker handle with our settings (no servers, no functions yet)."""
+        cdef gearman_id_t wid
         self._w = gearman_worker_create(NULL)
         if self._w == NULL:
             raise MemoryError("gearman_worker_create failed")
+        self._fork_gen = _fork_gen
         gearman_worker_remove_servers(self._w)   # drop $GEARMAN_SERVERS; the Python layer decides
         # set_timeout also turns on GEARMAN_WORKER_TIMEOUT_RETURN, without which the worker
         # swallows timeouts and we could never look at signals (docs/libgearman-1.1.20.md#timeout-per-poll).
@@ -455,18 +462,50 @@ cdef class Worker:
         # GRAB_JOB_UNIQ rather than libgearman's GRAB_JOB_ALL: every job server knows it (gear's
         # Server and Perl's Gearman::Server do not know GRAB_JOB_ALL), and it carries the unique
         gearman_worker_remove_options(self._w, GEARMAN_WORKER_GRAB_ALL)
-        gearman_worker_add_options(self._w, GEARMAN_WORKER_GRAB_UNIQ)
-        self._poll_interval = 1.0
+        if not self._plain_grab:
+            gearman_worker_add_options(self._w, GEARMAN_WORKER_GRAB_UNIQ)
         wid = gearman_worker_id(self._w)
         self._read_fd = wid.read_fd
         self._write_fd = wid.write_fd
+        return 0
+
+    cdef int _after_fork(self) except -1:
+        """First use in a forked child: the handle, its sockets and its wakeup pipe are the
+        parent's. It is left alone (freeing it would shut the parent's sockets down) and the
+        child gets a new one with the same servers, namespace, functions and identifier."""
+        cdef gearman_return_t rc
+        cdef _Function f
+        cdef bytes bname
+        self._w = NULL
+        self._busy = False
+        self._stop_requested = False
+        self._spare = None
+        self._make_handle()
+        if self._namespace_b is not None:
+            gearman_worker_set_namespace(self._w, self._namespace_b, len(self._namespace_b))
+        for host, port in self._servers:
+            rc = gearman_worker_add_server(self._w, <bytes>host, <in_port_t><int>port)
+            _check(rc, self, None)
+        for f in self._functions.values():
+            bname = f.name.encode("utf-8")
+            rc = gearman_worker_define_function(self._w, bname, PyBytes_GET_SIZE(bname),
+                                                gearman_function_create(_job_trampoline),
+                                                <uint32_t>f.timeout, <void *>f)
+            _check(rc, self, None)
+        self._probed = False
+        self._bufs_done = False
+        self._backoff = 0
+        self._reident = self._identifier is not None
+        return 0
 
     def __dealloc__(self):
-        if self._w != NULL:
+        if self._w != NULL and self._fork_gen == _fork_gen:
             gearman_worker_free(self._w)
-            self._w = NULL
+        self._w = NULL
 
     cdef int _enter(self) except -1:
+        if self._fork_gen != _fork_gen and not self._closed:
+            self._after_fork()
         if self._closed:
             raise RuntimeError("this GearmanWorker is closed")
         if self._busy:
@@ -588,6 +627,7 @@ cdef class Worker:
         if self._functions:
             raise RuntimeError("set the namespace before adding functions")
         gearman_worker_set_namespace(self._w, b, len(b))
+        self._namespace_b = b
 
     def _set_poll_interval(self, seconds):
         cdef double t
@@ -844,6 +884,8 @@ cdef class Worker:
         if self._closed:
             return
         self._stop_requested = True
+        if self._fork_gen != _fork_gen:
+            return          # the pipe is the parent's (nothing runs here yet)
         wid.read_fd = self._read_fd
         wid.write_fd = self._write_fd
         gearman_kill(wid, GEARMAN_INTERRUPT)
@@ -885,9 +927,9 @@ cdef class Worker:
         if self._busy:
             raise RuntimeError("cannot close a GearmanWorker while it is working; call stop() first")
         self._closed = True
-        if self._w != NULL:
+        if self._w != NULL and self._fork_gen == _fork_gen:
             gearman_worker_free(self._w)
-            self._w = NULL
+        self._w = NULL
         self._functions = {}
 
     def __del__(self):
