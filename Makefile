@@ -6,6 +6,7 @@
 #   make wheel       sdist + wheel into dist/, auditwheel-repaired (libgearman bundled) into wheelhouse/
 #   make wheel-test  build the wheel, install it alone into a fresh venv, check it loads the bundled
 #                    libgearman, run the core tests against it (scripts/wheel-test.sh)
+#   make docs    the HTML documentation in docs/_build/html (sphinx-build -W: warnings are errors)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -35,8 +36,9 @@ system-deps:
 	PYTHON='$(PYTHON)' bash scripts/install-system-deps.sh
 
 # Order-only (|) on system-deps: it must run first (python3-venv, headers) without forcing a
-# reinstall of the pip packages every time. Re-runs only when requirements-dev.txt changes.
-$(DEPS_STAMP): requirements-dev.txt | system-deps
+# reinstall of the pip packages every time. Re-runs only when requirements-dev.txt (or the
+# docs/requirements.txt it includes) changes.
+$(DEPS_STAMP): requirements-dev.txt docs/requirements.txt | system-deps
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -r requirements-dev.txt
 	touch $@
@@ -66,3 +68,19 @@ wheel:
 # Builds the wheel itself, so it does not depend on `wheel`.
 wheel-test:
 	PYTHON='$(PYTHON)' bash scripts/wheel-test.sh
+
+# The whole test suite against the pinned upstream release the wheels bundle (vendor/libgearman.pin),
+# built from a local source tree of it into build/pinned/ (not run by CI; scripts/test-pinned-libgearman.sh):
+#   make test-pinned SRC=/path/to/gearmand-2.0.0
+.PHONY: test-pinned
+test-pinned:
+	SRC='$(SRC)' PYTHON='$(PYTHON)' PYTEST_ARGS='$(PYTEST_ARGS)' bash scripts/test-pinned-libgearman.sh
+
+# The documentation, from the installed package (setup builds and installs it, and installs
+# docs/requirements.txt through requirements-dev.txt). -W: any warning fails the build;
+# tests/test_docs.py runs the same build, so `make test` checks the docs too.
+.PHONY: docs
+docs: setup
+	$(VENV)/bin/python -c 'import sphinx, myst_parser' 2>/dev/null || \
+		$(VENV)/bin/python -m pip install -r docs/requirements.txt
+	$(VENV)/bin/sphinx-build -W -b html docs docs/_build/html

@@ -39,7 +39,12 @@ INSTALL_HINT = (
 CYTHON_DIRECTIVES = {
     "language_level": "3",
     "embedsignature": True,
-    "binding": False,
+    # Compiled functions become cyfunctions (with __code__, __defaults__, __annotations__), so
+    # inspect.signature(), help() and Sphinx autodoc work on them. Cost, measured with callgrind
+    # over 3000 do_background calls: none per call (_submit's own code is unchanged, and calling
+    # it takes ~15 instructions in the cyfunction's vectorcall instead of ~48 in CPython's
+    # method_descriptor); importing the module takes ~0.16M more instructions (of ~600M).
+    "binding": True,
     "boundscheck": False,
     "wraparound": False,
 }

@@ -318,6 +318,9 @@ cdef class Worker:
     cdef bint _plain_grab          # GRAB_JOB instead of GRAB_JOB_UNIQ (a server without it)
     cdef unsigned long _fork_gen   # process generation the handle belongs to (see _fork_gen)
     cdef bytes _namespace_b        # to set again on a new handle
+    cdef list _pending             # (host, port) whose names did not resolve yet
+    cdef double _pending_at        # when they were last tried
+    cdef int _retry_pending(self) except -1
     cdef int _make_handle(self) except -1
     cdef int _after_fork(self) except -1
     cdef int _idle_wait(self, double deadline) except -1

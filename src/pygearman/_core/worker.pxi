@@ -290,6 +290,14 @@ cdef gearman_return_t _job_run(gearman_job_st *job, void *context, int *keep_gil
     pj._finished = False
     pj._owner = PyThread_get_thread_ident()
     w._jobs += 1
+    if not w._bufs_done:
+        # the first job on a new connection: lift libgearman's 32 KiB socket buffers before its
+        # result goes out (docs/libgearman-1.1.20.md#socket-buffers-32k)
+        try:
+            enlarge_socket_buffers([(sh.decode("utf-8", "replace"), sp) for sh, sp in w._servers])
+            w._bufs_done = True
+        except Exception:
+            pass
     if w._reident_next:
         # first job since a Retry closed the sockets: we are connected and registered again
         w._reident_next = False
@@ -403,25 +411,41 @@ cdef object _result_payload(_Payload *p, object result, str name):
     return None
 
 
+cdef str _describe(BaseException e):
+    """ "Type: message" of an exception, even one whose __str__ raises."""
+    cdef str name = type(e).__name__
+    try:
+        text = str(e)
+    except BaseException:
+        try:
+            text = f"(its str() failed: {object.__repr__(e)})"
+        except BaseException:
+            text = "(its str() failed)"
+    return f"{name}: {text}" if text else name
+
+
 cdef gearman_return_t _job_failed(_Function f, GearmanJob pj, gearman_job_st *job,
                                   BaseException e) noexcept:
-    """A job function raised. Exception -> WORK_EXCEPTION with the real text, and the job is
-    done (never GEARMAN_ERROR: that requeues it forever,
-    docs/libgearman-1.1.20.md#error-return-requeues). KeyboardInterrupt and
-    SystemExit requeue the job (the worker is going away) and re-raise after work() returns."""
+    """A job function raised. Only KeyboardInterrupt and SystemExit (the worker is being
+    stopped) hand the job back to the server (GEARMAN_ERROR requeues it) and are re-raised after
+    work() returns. Every other exception, whatever its class and however broken its __str__,
+    fails that job with a WORK_EXCEPTION carrying "Type: message", and the worker goes on
+    (never GEARMAN_ERROR: a poison job would be requeued forever,
+    docs/libgearman-1.1.20.md#error-return-requeues). Its traceback is logged once (ERROR)."""
     cdef gearman_return_t rc
+    cdef str handle
     try:
-        if not isinstance(e, Exception):
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
             (<Worker>f.worker)._exc.store(e)
             if pj._finished:
                 return GEARMAN_SUCCESS
             return GEARMAN_ERROR
+        handle = _text(gearman_job_handle(job))
         if pj._finished:
-            _log.exception("worker function for %r raised after sending its outcome", f.name,
-                           exc_info=e)
+            _log.error("job %s %s raised after sending its outcome", f.name, handle, exc_info=e)
             return GEARMAN_SUCCESS
-        _log.info("job %r raised %s: %s", f.name, type(e).__name__, e)
-        text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        _log.error("job %s %s failed", f.name, handle, exc_info=e)
+        text = _describe(e)
         _job_detach(pj)
         rc = _job_send_exception(job, text.encode("utf-8", "replace"))
         if rc != GEARMAN_SUCCESS:
@@ -484,6 +508,8 @@ cdef class Worker:
         if self._namespace_b is not None:
             gearman_worker_set_namespace(self._w, self._namespace_b, len(self._namespace_b))
         for host, port in self._servers:
+            if self._pending is not None and (host, port) in self._pending:
+                continue
             rc = gearman_worker_add_server(self._w, <bytes>host, <in_port_t><int>port)
             _check(rc, self, None)
         for f in self._functions.values():
@@ -519,14 +545,48 @@ cdef class Worker:
         self._enter()
         try:
             rc = gearman_worker_add_server(self._w, host, <in_port_t>port)
-            if rc != GEARMAN_SUCCESS:
+            if rc == GEARMAN_GETADDRINFO:
+                # A name that does not resolve (yet: in container setups a peer's name often
+                # appears later) must not stop the worker from serving the other servers: it is
+                # added when it resolves (see _retry_pending), said once in a log line.
+                if self._pending is None:
+                    self._pending = []
+                self._pending.append((host, port))
+                _log.warning("worker: %s:%d does not resolve (yet); serving the other servers "
+                             "and trying it again meanwhile", host.decode("utf-8", "replace"), port)
+            elif rc != GEARMAN_SUCCESS:
                 _check(rc, self, None)
             self._servers.append((host, port))
         finally:
             self._busy = False
 
+    cdef int _retry_pending(self) except -1:
+        """Add the servers whose names did not resolve, once they do (at most every 2 s)."""
+        cdef gearman_return_t rc
+        cdef double now = _now()
+        cdef const char *h
+        cdef in_port_t pt
+        if not self._pending or now - self._pending_at < 2.0:
+            return 0
+        self._pending_at = now
+        still = []
+        for host, port in self._pending:
+            h = <bytes>host
+            pt = <in_port_t><int>port
+            with nogil:                 # resolves the name
+                rc = gearman_worker_add_server(self._w, h, pt)
+            if rc == GEARMAN_SUCCESS:
+                _log.info("worker: %s:%d resolves now; serving it too",
+                          (<bytes>host).decode("utf-8", "replace"), port)
+            else:
+                still.append((host, port))
+        self._pending = still
+        return 0
+
     @property
     def servers(self):
+        """The job servers, as ``host:port`` strings, in the order they were added (names that
+        do not resolve yet included)."""
         return [(f"[{h.decode()}]:{p}" if b":" in h else f"{h.decode()}:{p}") for h, p in self._servers]
 
     @property
@@ -536,6 +596,7 @@ cdef class Worker:
 
     @property
     def closed(self):
+        """True after close()."""
         return self._closed
 
     @property
@@ -662,6 +723,7 @@ cdef class Worker:
 
     @property
     def identifier(self):
+        """This worker's name in the admin view (``workers``), or None."""
         return self._identifier.decode() if self._identifier is not None else None
 
     def _set_identifier(self, identifier):
@@ -789,6 +851,9 @@ cdef class Worker:
         cdef bint warned = False
         cdef int slice_ms, set_ms = -2
         cdef unsigned long long jobs_before
+        cdef bint reached = False       # some server answered during this call
+        cdef bint timed_out = False
+        last_err = None
         self._enter()
         try:
             if not self._functions:
@@ -798,6 +863,17 @@ cdef class Worker:
             while True:
                 if self._stop_requested:
                     break
+                if self._pending:
+                    self._retry_pending()
+                if len(self._pending or ()) == len(self._servers):
+                    # no server resolves yet: nothing to work with but the wait
+                    self._backoff_wait(deadline)
+                    last_err = "no server name resolves"
+                    _check_signals(self._exc)
+                    if deadline >= 0 and _now() >= deadline:
+                        timed_out = True
+                        break
+                    continue
                 if not self._probed:
                     self._probe_all()
                 slice_ms = _slice_ms(deadline, SLICE_MS)
@@ -811,6 +887,7 @@ cdef class Worker:
                 self._exc.raise_if_stored()
                 if rc == GEARMAN_SUCCESS or rc == GEARMAN_WORK_FAIL or rc == GEARMAN_TIMEOUT \
                         or rc == GEARMAN_IO_WAIT or rc == GEARMAN_NO_JOBS:
+                    reached = True
                     if self._backoff:
                         _log.info("worker reconnected to the job server")
                         self._reident = True
@@ -839,6 +916,7 @@ cdef class Worker:
                 elif rc == GEARMAN_SHUTDOWN:
                     break
                 elif _is_conn_error(rc):
+                    last_err = _clean(_text(gearman_worker_error(self._w))) or strerror(rc)
                     self._probed = False    # look at whatever answers there next
                     if not warned:
                         _log.warning("worker: %s; retrying with backoff",
@@ -861,10 +939,16 @@ cdef class Worker:
                     self._backoff_wait(deadline)
                 _check_signals(self._exc)
                 if deadline >= 0 and _now() >= deadline:
+                    timed_out = True
                     break
         finally:
             self._stop_requested = False
             self._busy = False
+        if timed_out and not reached and last_err is not None:
+            # "no job" is False / 0; "no server at all" says so
+            raise GearmanConnectionError(f"no job server could be reached before the deadline "
+                                         f"({', '.join(self.servers)}): {last_err}",
+                                         GEARMAN_COULD_NOT_CONNECT)
         return self._jobs - start
 
     def _work(self, timeout):
@@ -893,6 +977,8 @@ cdef class Worker:
     cdef int _probe_all(self) except -1:
         known = True
         for host, port in self._servers:
+            if self._pending and (host, port) in self._pending:
+                continue
             known = _probe(host, port, f"{host.decode()}:{port}") and known
         self._probed = known
         return 0
