@@ -394,3 +394,16 @@ def test_progress_line():
     p.update(1)
     p.close()
     assert quiet.getvalue() == ""
+
+
+def test_json_usage_errors_are_json() -> None:
+    """A usage error with --json: a JSON object on stdout as for every other error, exit 2."""
+    import json as _json
+    import subprocess as _sp
+    import sys as _sys
+
+    r = _sp.run([_sys.executable, "-m", "pygearman", "submit", "--json"], capture_output=True,
+                text=True, timeout=60)
+    assert r.returncode == 2
+    obj = _json.loads(r.stdout)
+    assert obj["ok"] is False and obj["exit_code"] == 2 and "function" in obj["error"]

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import NoReturn, IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["main", "build_parser", "version_info", "version_text", "Progress", "bench_echo",
            "EXIT_OK", "EXIT_JOB", "EXIT_USAGE", "EXIT_CONNECTION", "EXIT_TIMEOUT", "EXIT_ERROR",
@@ -592,8 +592,24 @@ def _positive_float(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """With --json anywhere on the command line, a usage error is a JSON object on stdout too
+    (exit code 2), like every other error; the usual message still goes to stderr."""
+
+    json_requested = False
+
+    def error(self, message: str) -> NoReturn:
+        if _Parser.json_requested:
+            self.print_usage(sys.stderr)
+            print(f"{self.prog}: error: {message}", file=sys.stderr)
+            _emit_json({"ok": False, "error": message, "error_type": "UsageError",
+                        "exit_code": 2})
+            sys.exit(2)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pygearman", description="Gearman client and worker tools (pygearman, libgearman)",
         epilog="Exit codes: 0 ok, 1 job failed, 2 usage, 3 connection, 4 timeout, 5 other error.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -699,6 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
+    _Parser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     level = logging.WARNING
     if args.verbose or (args.command == "worker" and not args.quiet):

@@ -601,6 +601,12 @@ class Runner:
             c.process = None
         log.info("runner stopped")
 
+    def __repr__(self) -> str:
+        mode = (f"{self.processes} processes" if self.processes else f"{self.threads} threads")
+        state = "running" if self._running else "idle"
+        return (f"<Runner {','.join(self.functions)} on {','.join(self.servers)}, {mode}, "
+                f"{state}>")
+
     @property
     def pids(self) -> List[int]:
         """Worker process ids right now (process mode)."""
