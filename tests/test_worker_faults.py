@@ -118,3 +118,19 @@ def test_first_result_of_a_new_worker_is_not_throttled(gearmand, fname) -> None:
         assert w.work(timeout=5)
     t.join(10)
     assert out and out[0] == big, repr(out[0])[:200] if out else "no result"
+
+
+def test_a_closed_worker_says_so_everywhere() -> None:
+    w = GearmanWorker("127.0.0.1:1")
+    w.add_function("f", lambda job: b"")
+    w.close()
+    for call in (lambda: w.unregister("f"), w.unregister_all, lambda: w.add_function("g", len),
+                 w.clone, w.echo, lambda: w.work(timeout=0.1)):
+        with pytest.raises(RuntimeError, match="closed"):
+            call()
+    c = GearmanClient("127.0.0.1:1")
+    c.close()
+    for call in (c.clone, lambda: c.cancel_job("H:x:1"), lambda: c.do_normal("f"),
+                 lambda: c.job_status("H:x:1")):
+        with pytest.raises(RuntimeError, match="closed"):
+            call()

@@ -631,10 +631,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Submit a job. The workload is DATA, or stdin when DATA is "
                                    "omitted or '-'. Prints the result's raw bytes (background: "
                                    "the job handle).")
-    p.add_argument("function")
+    p.add_argument("function", help="the function name to submit the job to")
     p.add_argument("data", nargs="?", help="the workload (default: read stdin)")
     p.add_argument("--background", action="store_true", help="queue it and print the handle")
-    p.add_argument("--priority", choices=("high", "normal", "low"), default="normal")
+    p.add_argument("--priority", choices=("high", "normal", "low"), default="normal",
+                   help="job priority (default: %(default)s)")
     p.add_argument("--unique", help="unique key (jobs with the same key coalesce)")
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="submit N times (one result per line; progress on a terminal)")

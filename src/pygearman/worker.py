@@ -68,6 +68,8 @@ class GearmanWorker(_libgearman.Worker):
     def clone(self) -> "GearmanWorker":
         """A new worker with the same servers, functions, identifier, namespace and retry
         bound, for another thread (a worker is not thread-safe)."""
+        if self.closed:
+            raise RuntimeError("this GearmanWorker is closed")
         w = GearmanWorker(self.servers, identifier=self.identifier, namespace=self._namespace,
                           max_retries=self.max_retries)
         for name, fn, timeout in self._function_items():

@@ -641,6 +641,8 @@ cdef class Worker:
         cdef bytes bname = _coerce(name, "function name", C_FUNCTION)
         cdef gearman_return_t rc
         key = bname.decode("utf-8", "replace")
+        if self._closed:
+            raise RuntimeError("this GearmanWorker is closed")
         if key not in self._functions:
             raise KeyError(f"no function {key!r} is registered")
         self._enter()
