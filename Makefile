@@ -71,7 +71,7 @@ wheel-test:
 
 # The whole test suite against the pinned upstream release the wheels bundle (vendor/libgearman.pin),
 # built from a local source tree of it into build/pinned/ (not run by CI; scripts/test-pinned-libgearman.sh):
-#   make test-pinned SRC=/path/to/gearmand-2.0.0
+#   make test-pinned SRC=/path/to/gearmand-1.1.22   (a checkout or `git archive` of the pinned tag)
 .PHONY: test-pinned
 test-pinned:
 	SRC='$(SRC)' PYTHON='$(PYTHON)' PYTEST_ARGS='$(PYTEST_ARGS)' bash scripts/test-pinned-libgearman.sh
