@@ -638,15 +638,20 @@ cdef class _Run(_Specs):
     cdef void _release_lanes(self) noexcept:
         """The run is over: connections go back to blocking mode for the next call."""
         cdef _Conn lane
+        if not self.lanes:
+            return
         for lane in self.lanes:
-            if lane.c != NULL and lane.nb:
-                gearman_client_remove_options(lane.c, GEARMAN_CLIENT_NON_BLOCKING)
-            lane.nb = False
-        del self.lanes[:]
+            if lane.nb:
+                if lane.c != NULL:
+                    gearman_client_remove_options(lane.c, GEARMAN_CLIENT_NON_BLOCKING)
+                lane.nb = False
+        self.lanes.clear()
 
     cdef void _abandon_lanes(self) noexcept:
         """Drop every connection that still has work of this run: its tasks go with the handle."""
         cdef _Conn lane
+        if not self.lanes:
+            return
         for lane in self.lanes:
             if not lane.idle and not lane.dead:
                 lane.abandon()

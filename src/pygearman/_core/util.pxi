@@ -149,7 +149,7 @@ cdef pthread_t _main_thread = <pthread_t>threading.main_thread().ident
 
 # Only a signal with a Python handler interrupts a wait (an ignored or default one does not;
 # SIGINT's default_int_handler only on Ctrl-C): without one, nothing is held, and a wait costs no
-# extra system call. Looked at again at most once a second.
+# extra system call. Looked at again at most every 2 seconds.
 cdef bint _handlers_installed = False
 cdef double _handlers_checked = -10.0
 
@@ -158,19 +158,24 @@ cdef int _refresh_signal_policy() except -1:
     """Whether some signal has a Python handler (then waits hold signals; see above)."""
     global _handlers_installed, _handlers_checked
     cdef double now = _now()
-    if now - _handlers_checked < 1.0:
+    if now - _handlers_checked < 2.0:
         return 0
     _handlers_checked = now
     found = False
     for sig in _signal_module.valid_signals():
+        if sig == _signal_module.SIGINT:
+            continue        # its handler is CPython's own, unless replaced (checked below)
         try:
             h = _signal_module.getsignal(sig)
         except (ValueError, OSError):
             continue
-        if h is not None and h is not _signal_module.SIG_DFL and h is not _signal_module.SIG_IGN \
-                and h is not _signal_module.default_int_handler:
+        if h is not None and h is not _signal_module.SIG_DFL and h is not _signal_module.SIG_IGN:
             found = True
             break
+    if not found:
+        h = _signal_module.getsignal(_signal_module.SIGINT)
+        found = h is not None and h is not _signal_module.SIG_DFL and \
+            h is not _signal_module.SIG_IGN and h is not _signal_module.default_int_handler
     _handlers_installed = found
     return 0
 
@@ -185,6 +190,27 @@ cdef inline bint _hold_signals(sigset_t *old) noexcept nogil:
 
 cdef inline void _release_signals(sigset_t *old) noexcept nogil:
     pthread_sigmask(SIG_SETMASK, old, NULL)
+
+
+cdef extern from *:
+    """
+    /* An instance of a str subclass (one without __slots__ contents): str's tp_new on it. */
+    static PyObject *pyg_str_subtype(PyObject *cls, const char *s)
+    {
+        PyObject *u = PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+        PyObject *args, *r;
+        if (u == NULL)
+            return NULL;
+        args = PyTuple_Pack(1, u);
+        Py_DECREF(u);
+        if (args == NULL)
+            return NULL;
+        r = PyUnicode_Type.tp_new((PyTypeObject *)cls, args, NULL);
+        Py_DECREF(args);
+        return r;
+    }
+    """
+    object _str_subtype "pyg_str_subtype"(object cls, const char *s)
 
 
 cdef class _Unset:
