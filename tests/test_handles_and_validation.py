@@ -181,3 +181,20 @@ def test_as_completed_hands_tasks_out_as_they_finish(gearmand, fname) -> None:
         for w, t in workers:
             t.join(10)
             w.close()
+
+
+def test_the_same_name_object_follows_a_namespace_change(gearmand, fname) -> None:
+    """Single calls remember the last function name they encoded and checked; a new namespace
+    still applies to the same name object."""
+    name = fname("ns-follow")
+    with GearmanClient(gearmand.address, timeout=10) as c:
+        assert c.do_background(name, b"1")
+        assert c.do_background(name, b"2")
+        c.set_namespace("ns:")
+        assert c.do_background(name, b"3")
+        c.set_namespace(None)
+        assert c.do_background(name, b"4")
+    from pygearman.admin import AdminClient
+    with AdminClient(gearmand.address) as a:
+        queued = {row.function: row.total for row in a.status()}
+    assert queued.get(name) == 3 and queued.get("ns:" + name) == 1, queued

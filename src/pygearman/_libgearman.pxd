@@ -277,8 +277,11 @@ cdef class Client:
     cdef JobStream _stream         # the open stream(), if any
     cdef CompletedTasks _completing  # the open as_completed(), if any
     cdef _Run _single              # the engine reused for single calls
+    cdef object _fn_key            # the last function name given to a single call (a str is
+    cdef bytes _fn_bytes           # immutable: the same object needs no new encode and check)
     cdef unsigned long _fork_gen   # process generation its connections belong to
     cdef void _after_fork(self) noexcept
+    cdef bytes _function_bytes(self, object function)
     cdef void _reset_all(self) noexcept
     cdef int _check_idle(self) except -1
     cdef int _enter(self) except -1

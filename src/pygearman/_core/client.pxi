@@ -27,6 +27,7 @@ cdef class Client:
         cdef bytes b = _namespace_bytes(namespace)
         self._check_idle()
         self._namespace = b
+        self._fn_key = None          # the length check depends on the namespace
         self._reset_all()
 
     def _set_identifier(self, identifier):
@@ -149,6 +150,19 @@ cdef class Client:
         finally:
             self._busy = False
 
+    cdef bytes _function_bytes(self, object function):
+        """A function name as bytes, checked; a loop of single calls with one name (the same
+        str or bytes object) pays for the encode and the checks once."""
+        cdef bytes fn
+        if function is self._fn_key and function is not None:
+            return self._fn_bytes
+        fn = _coerce(function, "function name", C_FUNCTION)
+        self._check_fn(fn)
+        if type(function) is str or type(function) is bytes:
+            self._fn_key = function
+            self._fn_bytes = fn
+        return fn
+
     cdef int _check_fn(self, bytes fn) except -1:
         if self._namespace is not None and \
                 PyBytes_GET_SIZE(self._namespace) + PyBytes_GET_SIZE(fn) > 1023:
@@ -174,7 +188,7 @@ cdef class Client:
         """One job: the result (bytes) of a foreground job, the handle (str) of a background
         one. on_* take the GIL only for the events they were given."""
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
-        cdef bytes fn = _coerce(function, "function name", C_FUNCTION)
+        cdef bytes fn = self._function_bytes(function)
         cdef bytes uq = _coerce(unique, "unique", C_UNIQUE)
         cdef _Payload p
         cdef object keep
@@ -185,7 +199,6 @@ cdef class Client:
         if priority != GEARMAN_JOB_PRIORITY_HIGH and priority != GEARMAN_JOB_PRIORITY_NORMAL \
                 and priority != GEARMAN_JOB_PRIORITY_LOW:
             _check_priority(priority)    # raises, saying what is allowed
-        self._check_fn(fn)
         if when is not None:
             if not background:
                 raise ValueError("when= (a scheduled job) needs background=True")

@@ -2,6 +2,11 @@
 # an outcome per spec. A single job, a batch, a task set, a status query and a stream are all
 # callers of it.
 
+cdef extern from "Python.h":
+    # with NULL: empties the list in place (cheaper than a method call or a slice object)
+    int _list_del_slice "PyList_SetSlice"(object lst, Py_ssize_t lo, Py_ssize_t hi,
+                                          PyObject *items) except -1
+
 cdef enum:
     MAX_LANES = 16       # connections one run may open to one server
     ROUND_MS = 20        # several busy connections: one round of waits lasts about this long
@@ -472,23 +477,43 @@ cdef class _Run(_Specs):
             raise
 
     cdef int _go(self) except -1:
-        cdef _Conn lane
+        cdef _Conn lane, one
         cdef list busy
-        cdef bint nb
+        cdef Py_ssize_t nl
         _refresh_signal_policy()
         if not self.started:
             self.started = True
-            self._coalesce()
+            if self.n > 1:
+                self._coalesce()
             self._queue_all()
         while True:
             if self.nqueued:
                 self._fill()
-            if len(self.lanes) == 1:       # the common case, without a list per round
+            # the busy lanes: one (the common case: a single job, or one connection, without a
+            # list per round) or several
+            one = None
+            busy = None
+            nl = len(self.lanes)
+            if nl == 1:
                 lane = <_Conn>self.lanes[0]
-                busy = self.lanes if not lane.idle and not lane.dead else []
-            else:
+                if not lane.idle and not lane.dead:
+                    one = lane
+            elif nl > 1:
                 busy = [lane for lane in self.lanes if not lane.idle and not lane.dead]
-            if not busy:
+                if len(busy) == 1:
+                    one = <_Conn>busy[0]
+                    busy = None
+                elif not busy:
+                    busy = None
+            if one is not None:
+                if self._step(one, False):
+                    return 1
+            elif busy is not None:
+                for lane in busy:
+                    if self._step(lane, True):
+                        return 1
+                self._wait(busy)
+            else:
                 if self.nqueued:
                     continue
                 if self.nlater:
@@ -498,17 +523,12 @@ cdef class _Run(_Specs):
                 if self.first_error is not None:
                     raise self.first_error      # the other connections ran to their end first
                 return 0
-            nb = len(busy) > 1
-            for lane in busy:
-                if self._step(lane, nb):
-                    return 1
-            if nb:
-                self._wait(busy)
             _check_signals(self.carrier)
             if self.deadline >= 0 and _now() >= self.deadline:
+                where = one.server.address if one is not None else \
+                    ', '.join(sorted({lane.server.address for lane in busy}))
                 raise GearmanTimeoutError(
-                    f"{', '.join(sorted({lane.server.address for lane in busy}))}: "
-                    f"the job did not finish before the deadline", GEARMAN_TIMEOUT)
+                    f"{where}: the job did not finish before the deadline", GEARMAN_TIMEOUT)
 
     cdef int _step(self, _Conn lane, bint nb) except -1:
         """One call of run_tasks on the lane: a blocking slice, or (nb) only what can be done
@@ -645,7 +665,7 @@ cdef class _Run(_Specs):
                 if lane.c != NULL:
                     gearman_client_remove_options(lane.c, GEARMAN_CLIENT_NON_BLOCKING)
                 lane.nb = False
-        self.lanes.clear()
+        _list_del_slice(self.lanes, 0, len(self.lanes), NULL)
 
     cdef void _abandon_lanes(self) noexcept:
         """Drop every connection that still has work of this run: its tasks go with the handle."""

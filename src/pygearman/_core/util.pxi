@@ -197,8 +197,17 @@ cdef extern from *:
     /* An instance of a str subclass (one without __slots__ contents): str's tp_new on it. */
     static PyObject *pyg_str_subtype(PyObject *cls, const char *s)
     {
-        PyObject *u = PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
-        PyObject *args, *r;
+        Py_ssize_t i, n = (Py_ssize_t)strlen(s);
+        PyObject *u = NULL, *args, *r;
+        for (i = 0; i < n; i++)
+            if ((unsigned char)s[i] > 127)
+                break;
+        if (i == n) {      /* ASCII, as job handles are: no decoder */
+            u = PyUnicode_New(n, 127);
+            if (u != NULL)
+                memcpy(PyUnicode_DATA(u), s, (size_t)n);
+        } else
+            u = PyUnicode_DecodeUTF8(s, n, "replace");
         if (u == NULL)
             return NULL;
         args = PyTuple_Pack(1, u);
@@ -302,7 +311,13 @@ cdef bytes _namespace_bytes(object namespace):
 MAX_PAYLOAD = 0xFFFFFFFF - 1024
 
 
-cdef int _payload_size_ok(Py_ssize_t n, str what) except -1:
+cdef inline int _payload_size_ok(Py_ssize_t n, str what) except -1:
+    if n > MAX_PAYLOAD:
+        _payload_too_big(n, what)
+    return 0
+
+
+cdef int _payload_too_big(Py_ssize_t n, str what) except -1:
     if n > MAX_PAYLOAD:
         raise ValueError(f"{what} is {n} bytes; a Gearman packet carries at most {MAX_PAYLOAD} "
                          f"bytes (4 GiB less 1 KiB): store it elsewhere and send a reference")
@@ -373,7 +388,17 @@ cdef bytes _payload_copy(object data, str what):
 # out the same unique, and no getpid() per job is needed.
 cdef bytes _rand_pool = b""
 cdef Py_ssize_t _rand_pos = 0
-cdef const char *_HEX = b"0123456789abcdef"
+# two hex digits per byte value, so that a unique is 16 two-byte copies
+cdef const char *_HEX2 = (
+    b"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    b"202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+    b"404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    b"606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+    b"808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+    b"a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    b"c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    b"e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+)
 
 
 # Bumped in a forked child: objects made in an earlier generation hold libgearman handles whose
@@ -402,8 +427,7 @@ cdef void _fresh_unique(char *out) except *:
     src = <const unsigned char *>PyBytes_AS_STRING(_rand_pool) + _rand_pos
     _rand_pos += 16
     for i in range(16):
-        out[2 * i] = _HEX[src[i] >> 4]
-        out[2 * i + 1] = _HEX[src[i] & 15]
+        memcpy(out + 2 * i, _HEX2 + 2 * src[i], 2)
     out[32] = 0
 
 
