@@ -71,9 +71,11 @@ cdef tuple _batch_inputs(object workloads, object uniques):
                 except TypeError:
                     raise TypeError(f"workload {i} must be bytes-like or str, not "
                                     f"{type(w).__name__}") from None
-                _payload_size_ok(mv.nbytes, f"workload {i}")
+                if mv.nbytes > MAX_PAYLOAD:
+                    _payload_too_big(mv.nbytes, f"workload {i}")
                 w = items[i] = bytes(mv)
-        _payload_size_ok(PyBytes_GET_SIZE(w), f"workload {i}")
+        if PyBytes_GET_SIZE(w) > MAX_PAYLOAD:     # the message only when it is needed
+            _payload_too_big(PyBytes_GET_SIZE(w), f"workload {i}")
     return items, uqs
 
 
@@ -117,8 +119,7 @@ cdef list _jobs_specs(_Run run, Client client, list jobs):
     for i in range(n):
         function, workload, unique, priority_obj, background = jobs[i]
         try:
-            fn = _coerce(function, "function name", C_FUNCTION)
-            client._check_fn(fn)
+            fn = client._function_bytes(function)
             uq = _coerce(unique, "unique", C_UNIQUE)
             _check_priority(priority_obj)
             w = _payload_copy(workload, "workload")

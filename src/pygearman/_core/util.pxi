@@ -216,6 +216,11 @@ cdef extern from *:
             return NULL;
         r = PyUnicode_Type.tp_new((PyTypeObject *)cls, args, NULL);
         Py_DECREF(args);
+        /* Instances of a heap type are tracked by the cyclic GC, but a str subclass without
+           __dict__ or slots holds no references but its type's: thousands of handles from one
+           batch would only make the collector walk them again and again. */
+        if (r != NULL && PyObject_GC_IsTracked(r))
+            PyObject_GC_UnTrack(r);
         return r;
     }
     """
