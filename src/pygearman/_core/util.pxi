@@ -210,11 +210,23 @@ cdef extern from *:
             u = PyUnicode_DecodeUTF8(s, n, "replace");
         if (u == NULL)
             return NULL;
-        args = PyTuple_Pack(1, u);
-        Py_DECREF(u);
-        if (args == NULL)
-            return NULL;
+        /* str's tp_new takes an argument tuple and keeps no reference to it: one 1-tuple is
+           reused (the GIL is held throughout; a new one if the old is somehow still shared) */
+        static PyObject *reused = NULL;
+        if (reused == NULL || Py_REFCNT(reused) != 1) {
+            Py_XDECREF(reused);
+            reused = PyTuple_New(1);
+            if (reused == NULL) {
+                Py_DECREF(u);
+                return NULL;
+            }
+        }
+        args = reused;
+        Py_INCREF(args);
+        PyTuple_SET_ITEM(args, 0, u);              /* takes u's reference */
         r = PyUnicode_Type.tp_new((PyTypeObject *)cls, args, NULL);
+        PyTuple_SET_ITEM(args, 0, NULL);
+        Py_DECREF(u);
         Py_DECREF(args);
         /* Instances of a heap type are tracked by the cyclic GC, but a str subclass without
            __dict__ or slots holds no references but its type's: thousands of handles from one
