@@ -1338,7 +1338,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "impls": {k: {"label": im.label, "unavailable": im.unavailable, "version": im.version}
                   for k, im in impls.items()},
         "variants": {v.name: {"workload": v.workload, "mode": v.mode, "workers": v.workers,
-                              "size": v.size, "unit": v.unit, "what": v.what} for v in variants},
+                              "size": v.size, "unit": v.unit, "what": v.what, "ref": v.ref}
+                     for v in variants},
         "loadavg_start": [round(x, 2) for x in loadavg_start],
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "total_seconds": total,
