@@ -670,8 +670,10 @@ class Runner:
             main_args = self._setup(server, v, im, n, fn, workers)
             for i, w in enumerate(workers):
                 tracers.append(self._trace(w.pid, f"worker{i}"))
+            if server.pid is None:
+                raise RuntimeError("gearmand has no pid")
             tracers.append(self._trace(server.pid, "gearmand"))
-            main = self._start(im, main_args, f"strace-{v.name}-{im.name}",
+            main = self._start(im, main_args, f"syscalls-{v.name}-{im.name}",
                                extra_env={"GMBENCH_STOP_BEFORE_TIMED": "1"})
             deadline = time.monotonic() + 60
             while _proc_state(main.pid) not in ("T", "t"):
@@ -738,8 +740,9 @@ class Runner:
         tr = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        attached = (lambda: _has_perf_events(tr.pid)) if self.syscall_tool == "perf" else \
-            (lambda: _traced_by(pid, tr.pid))
+        def attached() -> bool:
+            return _has_perf_events(tr.pid) if self.syscall_tool == "perf" else _traced_by(pid, tr.pid)
+
         while not attached():
             if tr.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{cmd[0]} could not attach to the {role} (pid {pid})")
