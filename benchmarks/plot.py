@@ -34,6 +34,9 @@ def main(src: str, dst: str) -> None:
             if med is None:
                 continue
             ref = summary[v].get(ref_name, {}).get("median") if ref_name else None
+            named = meta["variants"][v].get("ref")  # e.g. W3-many-uniq: C's W3-tasks-uniq
+            if not ref and ref_name and named in summary:
+                ref = summary[named].get(ref_name, {}).get("median")
             if not ref and ref_name:  # e.g. W3-many: C's W3-tasks, as in results.md
                 wl = meta["variants"][v]["workload"]
                 ref = next((summary[o].get(ref_name, {}).get("median") for o in variants

@@ -4,12 +4,17 @@
     python benchmarks/run.py                                  # everything, default N, 3 repeats
     python benchmarks/run.py --impls pygearman,c,php --workloads W2,W3 --repeat 5
     python benchmarks/run.py --scale 0.01 --repeat 1          # a quick smoke run
+    python benchmarks/run.py --impls pygearman,pygearman-old,aiogear --workloads W6 \
+        --old-python /tmp/oldvenv/bin/python                  # asyncio W6, new build vs an old one
 
 Run it with the Python of the venv where pygearman is installed. Every measurement gets a fresh
 gearmand (``pygearman.testing.GearmandServer(threads=1)``) and separate client/worker processes per
 implementation; repeats are interleaved (for rep: for workload: for impl) so machine noise spreads
-evenly. Results: ``results.json``, ``results.md`` (medians, ranges, ratios vs raw C and vs PHP) and
-``results.png`` (when matplotlib is importable here or in the peers venv). See benchmarks/README.md.
+evenly. Every process of a measurement (client, each worker, gearmand) has its CPU time recorded and
+reported per job, with the difference against raw C paired within each repeat. An untimed pass
+under ``strace -c`` counts syscalls per job for W2 and W4. Results: ``results.json``, ``results.md``
+(medians, ranges, ratios vs raw C and vs PHP) and ``results.png`` (when matplotlib is importable
+here or in the peers venv). See benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+Roles = Dict[str, float]
 
 HERE = Path(__file__).resolve().parent
 MIB = 1 << 20
@@ -54,6 +61,8 @@ class Variant:
     size: int = 64     # payload bytes
     default: bool = True
     what: str = ""
+    c_workers: bool = False  # the echo workers are raw C whatever the client (W6: a client-side test)
+    ref: str = ""            # variant of C/PHP to take the ratio against when they lack this one
 
     @property
     def unit(self) -> str:
@@ -78,12 +87,26 @@ VARIANTS: List[Variant] = [
     Variant("W3-tasks", "W3", "taskset", 20_000, 2,
             what="task set (add_task xN + run_tasks in batches) submitted together, results "
                  "collected, 2 echo worker processes"),
-    Variant("W3-many", "W3", "many", 20_000, 2,
+    Variant("W3-tasks-uniq", "W3", "taskset_uniq", 20_000, 2,
+            what="as W3-tasks with caller-supplied uniques"),
+    Variant("W3-many", "W3", "many", 20_000, 2, ref="W3-tasks",
             what="as W3-tasks through a one-call batch API returning results in order "
                  "(pygearman submit_many; n/a where no such call exists)"),
+    Variant("W3-many-uniq", "W3", "many_uniq", 20_000, 2, ref="W3-tasks-uniq",
+            what="as W3-many with caller-supplied uniques"),
     Variant("W4", "W4", "drain", 50_000, 0,
             what="one worker draining a queue of N jobs (queue filled first, untimed)"),
     Variant("W5", "W5", "rt", 200, 1, size=MIB, what="sequential 1 MiB round trips, 1 echo worker"),
+    Variant("W6-aio", "W6", "aio", 10_000, 2, c_workers=True, ref="W6-loop",
+            what="asyncio: N concurrent awaits of one job each from one client (asyncio.gather), "
+                 "2 raw-C echo workers"),
+    Variant("W6-loop", "W6", "rt", 10_000, 2, c_workers=True,
+            what="the same N jobs as a synchronous loop of round trips, 2 raw-C echo workers"),
+    Variant("W6-many", "W6", "many", 10_000, 2, c_workers=True, ref="W6-loop",
+            what="the same N jobs through submit_many (one call), 2 raw-C echo workers"),
+    Variant("W6-threads", "W6", "threads", 10_000, 2, c_workers=True, ref="W6-loop",
+            what="the same N jobs from a ThreadPoolExecutor(16) around the sync client "
+                 "(one client per thread), 2 raw-C echo workers"),
 ]
 VARIANT_BY_NAME = {v.name: v for v in VARIANTS}
 
@@ -96,17 +119,21 @@ class Impl:
     env: Dict[str, str] = field(default_factory=dict)
     unavailable: str = ""        # reason, when it cannot run at all
     version: Dict[str, Any] = field(default_factory=dict)
+    modes: Optional[Tuple[str, ...]] = None  # client modes it has; None: ask the driver
+    modes_note: str = ""                     # why the others are n/a
 
 
-IMPL_ORDER = ["pygearman", "c", "php", "python-gearman", "gear", "gear-raw"]
-DEFAULT_IMPLS = ["pygearman", "c", "php", "python-gearman", "gear"]
+IMPL_ORDER = ["pygearman", "pygearman-old", "c", "php", "python-gearman", "gear", "gear-raw", "aiogear"]
+DEFAULT_IMPLS = ["pygearman", "c", "php", "python-gearman", "gear", "aiogear"]
 IMPL_LABELS = {
     "pygearman": "pygearman (ours)",
+    "pygearman-old": "pygearman (--old-python)",
     "c": "raw C libgearman",
     "php": "PHP ext (pecl gearman)",
     "python-gearman": "python-gearman 0.2.6",
     "gear": "gear 0.16 (TCP_NODELAY)",
     "gear-raw": "gear 0.16 (as shipped)",
+    "aiogear": "aiogear 0.2.6 (asyncio)",
 }
 PEER_IMPLS = {"python-gearman", "gear", "gear-raw"}
 PEER_REQUIREMENTS = ["pygearman==0.2.6", "gear==0.16"]
@@ -151,9 +178,19 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def proc_cpu(pid: Optional[int]) -> Optional[float]:
-    """utime+stime of a live process (all threads), from /proc/PID/stat."""
+    """CPU seconds of a live process, all threads. The scheduler's run time in ns
+    (/proc/PID/task/*/schedstat) when the kernel has it: utime+stime in /proc/PID/stat count in
+    clock ticks (10 ms), too coarse for a per-job figure of a few µs. Else utime+stime."""
     if not pid:
         return None
+    try:
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, IndexError, ValueError):
+        pass
     try:
         with open(f"/proc/{pid}/stat") as f:
             rest = f.read().rsplit(")", 1)[1].split()
@@ -257,6 +294,97 @@ class Child:
         return None
 
 
+def _proc_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def _traced_by(pid: int, tracer: int) -> bool:
+    """Every thread of pid has tracer as its TracerPid (strace -f attaches thread by thread)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+        for tid in tids:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                line = next(x for x in f if x.startswith("TracerPid:"))
+            if int(line.split()[1]) != tracer:
+                return False
+        return bool(tids)
+    except (OSError, StopIteration, ValueError):
+        return False
+
+
+def _has_perf_events(pid: int) -> bool:
+    try:
+        return any("perf_event" in os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+# The syscalls counted one by one in the perf pass (the rest is "other"): what a Gearman
+# client, worker or gearmand does per job, plus what would show a regression (locks, clocks).
+PERF_SYSCALLS = ("sendto", "recvfrom", "poll", "epoll_wait", "read", "write", "writev", "sendmsg",
+                 "recvmsg", "close", "socket", "connect", "setsockopt", "fcntl", "futex", "ioctl",
+                 "getrusage")
+
+
+def perf_works() -> bool:
+    """perf stat on the syscall tracepoints needs root or a low perf_event_paranoid."""
+    if not shutil.which("perf"):
+        return False
+    rc, _, _ = run_capture(["perf", "stat", "-e", "raw_syscalls:sys_enter,syscalls:sys_enter_sendto",
+                            "-o", "/dev/null", "--", "true"], timeout=30)
+    return rc == 0
+
+
+def _per_job(calls: Dict[str, int], errors: int, n: int) -> Dict[str, Any]:
+    return {"total": sum(calls.values()) / n, "errors": errors / n,
+            "calls": {k: c / n for k, c in sorted(calls.items(), key=lambda kv: -kv[1])}}
+
+
+def parse_perf_stat(text: str, n: int) -> Dict[str, Any]:
+    """perf stat -x, lines "count,,event,...": raw_syscalls:sys_enter is the total, the
+    syscalls:sys_enter_NAME ones the breakdown; what they leave is "other". No error counts."""
+    total = 0
+    calls: Dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split(",")
+        if len(parts) < 3 or not parts[0].strip().isdigit():
+            continue
+        count, event = int(parts[0]), parts[2]
+        if event == "raw_syscalls:sys_enter":
+            total = count
+        elif event.startswith("syscalls:sys_enter_") and count:
+            calls[event[len("syscalls:sys_enter_"):]] = count
+    if total > sum(calls.values()):
+        calls["other"] = total - sum(calls.values())
+    r = _per_job(calls, 0, n)
+    r.pop("errors")
+    return r
+
+
+def parse_strace_c(text: str, n: int) -> Dict[str, Any]:
+    """strace -c's table as calls per job: total, errors and by syscall (the "total" row is
+    recomputed: its usecs/call cell may be blank, which makes its columns ambiguous)."""
+    calls: Dict[str, int] = {}
+    errors = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 5 or parts[-1] == "total" or not parts[0].replace(".", "").isdigit():
+            continue
+        nums = parts[2:-1]  # usecs/call, calls[, errors]
+        try:
+            c = int(nums[1])
+            e = int(nums[2]) if len(nums) > 2 else 0
+        except (IndexError, ValueError):
+            continue
+        calls[parts[-1]] = calls.get(parts[-1], 0) + c
+        errors += e
+    return _per_job(calls, errors, n)
+
+
 def status_of(server: GearmandServer, function: str) -> Tuple[int, int, int]:
     """(queued total, running, available workers) of one function, from the admin protocol."""
     for line in server.admin("status").splitlines():
@@ -312,8 +440,8 @@ def ensure_peers_venv(venv: Path, logfile: Path, want_plot: bool) -> Tuple[Optio
     return str(py), ""
 
 
-def setup_impls(names: List[str], workdir: Path, out: Path, peers_venv: Path, want_plot: bool
-                ) -> Tuple[Dict[str, Impl], Optional[str]]:
+def setup_impls(names: List[str], workdir: Path, out: Path, peers_venv: Path, want_plot: bool,
+                old_python: str = "") -> Tuple[Dict[str, Impl], Optional[str]]:
     impls: Dict[str, Impl] = {}
     peers_py: Optional[str] = None
     peers_reason = ""
@@ -323,6 +451,21 @@ def setup_impls(names: List[str], workdir: Path, out: Path, peers_venv: Path, wa
         im = Impl(name, IMPL_LABELS[name])
         if name == "pygearman":
             im.cmd = [sys.executable, str(HERE / "drivers" / "py_pygearman.py")]
+        elif name == "pygearman-old":
+            # Another build of ours (e.g. a pre-optimisation one) in another interpreter/venv.
+            im.cmd = [old_python, str(HERE / "drivers" / "py_pygearman.py")]
+            if not old_python:
+                im.unavailable = "needs --old-python PATH (the Python of a venv with the other build)"
+            elif not os.access(old_python, os.X_OK):
+                im.unavailable = f"--old-python {old_python} is not an executable"
+            else:
+                im.label = f"pygearman ({old_python})"
+        elif name == "aiogear":
+            im.cmd = [sys.executable, str(HERE / "peers" / "py_aiogear.py")]
+            im.modes, im.modes_note = ("aio",), "aiogear is measured in the asyncio workload (W6-aio) only"
+            if run_capture([sys.executable, "-c", "import aiogear"])[0] != 0:
+                im.unavailable = (f"aiogear is not importable in {sys.executable} "
+                                  "(pip install aiogear==0.2.6 into this venv)")
         elif name == "c":
             exe, why = build_c(workdir)
             im.cmd, im.unavailable = ([exe] if exe else []), why
@@ -377,24 +520,64 @@ class Measurement:
     wall: Optional[float] = None              # harness-observed, process start to exit
     api: str = ""
     duration: float = 0.0                     # the whole measurement incl. gearmand start/stop
+    # CPU seconds of every process: "client" (or "worker" for W4: the timed region, from the
+    # driver's getrusage), "worker0", "worker1", ... and "gearmand" (scheduler run time over the
+    # main process's life, from /proc).
+    cpu_procs: Dict[str, float] = field(default_factory=dict)
+    # The same per job and per role, in µs: client, worker (all workers together), gearmand.
+    cpu_us: Dict[str, float] = field(default_factory=dict)
+
+
+ROLES = ("client", "worker", "gearmand")
 
 
 class Runner:
     def __init__(self, impls: Dict[str, Impl], workdir: Path, timeout: float, batch: int,
-                 filler: Optional[Impl]) -> None:
+                 filler: Optional[Impl], c_impl: Optional[Impl] = None) -> None:
         self.impls = impls
         self.workdir = workdir
         self.timeout = timeout
         self.batch = batch
         self.filler = filler
+        self.c_impl = c_impl  # the echo workers of the c_workers variants (W6)
+        self.syscall_tool = "strace"  # or "perf" (perf trace -s)
         self.seq = 0
 
-    def _env(self, im: Impl) -> Dict[str, str]:
-        return {**os.environ, **im.env}
+    def _env(self, im: Impl, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        return {**os.environ, **im.env, **(extra or {})}
 
-    def _start(self, im: Impl, args: List[str], tag: str) -> Child:
+    def _start(self, im: Impl, args: List[str], tag: str, extra_env: Optional[Dict[str, str]] = None
+               ) -> Child:
         self.seq += 1
-        return Child([*im.cmd, *args], self._env(im), self.workdir, f"{self.seq:04d}-{tag}")
+        return Child([*im.cmd, *args], self._env(im, extra_env), self.workdir, f"{self.seq:04d}-{tag}")
+
+    def _setup(self, server: GearmandServer, v: Variant, im: Impl, n: int, fn: str,
+               workers: List[Child]) -> List[str]:
+        """Fill the queue (W4) or start the echo workers; returns the main process's arguments."""
+        host, port = server.host, str(server.port)
+        if v.mode == "drain":
+            filler = self.filler
+            if filler is None:
+                raise RuntimeError("no implementation available to fill the queue")
+            fill = self._start(filler, ["client", "bg_batch_uniq", host, port, fn, str(n), str(v.size),
+                                        str(self.batch)], f"fill-{im.name}")
+            if not fill.wait(self.timeout) or fill.status != 0:
+                raise RuntimeError(f"filling the queue with {filler.name} failed: {fill.stderr_tail()}")
+            queued = status_of(server, fn)[0]
+            if queued != n:
+                raise RuntimeError(f"queue holds {queued} jobs after filling, expected {n}")
+            return ["worker", "drain", host, port, fn, str(n)]
+        wim = im
+        if v.c_workers:
+            if self.c_impl is None:
+                raise RuntimeError("the C echo workers of this workload could not be built")
+            wim = self.c_impl
+        for i in range(v.workers):
+            workers.append(self._start(wim, ["worker", "echo", host, port, fn, "0"],
+                                       f"{v.name}-{im.name}-w{i}"))
+        if workers:
+            self._wait_workers(server, fn, workers)
+        return ["client", v.mode, host, port, fn, str(n), str(v.size), str(self.batch)]
 
     def measure(self, rep: int, v: Variant, im: Impl, n: int) -> Measurement:
         m = Measurement(rep, v.name, im.name, n=n, unit=v.unit)
@@ -410,29 +593,9 @@ class Runner:
         server = GearmandServer(threads=1, verbose="ERROR")
         workers: List[Child] = []
         fn = f"bench_{v.mode}"
-        host, port = "127.0.0.1", "0"
         try:
             server.start()
-            host, port = server.host, str(server.port)
-            if v.mode == "drain":
-                filler = self.filler
-                if filler is None:
-                    raise RuntimeError("no implementation available to fill the queue")
-                fill = self._start(filler, ["client", "bg_batch_uniq", host, port, fn, str(n), str(v.size),
-                                            str(self.batch)], f"fill-{im.name}")
-                if not fill.wait(self.timeout) or fill.status != 0:
-                    raise RuntimeError(f"filling the queue with {filler.name} failed: {fill.stderr_tail()}")
-                queued = status_of(server, fn)[0]
-                if queued != n:
-                    raise RuntimeError(f"queue holds {queued} jobs after filling, expected {n}")
-                main_args = ["worker", "drain", host, port, fn, str(n)]
-            else:
-                for i in range(v.workers):
-                    workers.append(self._start(im, ["worker", "echo", host, port, fn, "0"],
-                                               f"{v.name}-{im.name}-w{i}"))
-                if workers:
-                    self._wait_workers(server, fn, workers)
-                main_args = ["client", v.mode, host, port, fn, str(n), str(v.size), str(self.batch)]
+            main_args = self._setup(server, v, im, n, fn, workers)
             g0 = proc_cpu(server.pid)
             w0 = [proc_cpu(w.pid) for w in workers]
             main = self._start(im, main_args, f"{v.name}-{im.name}")
@@ -457,6 +620,21 @@ class Runner:
                 raise RuntimeError(f"exit {main.status}, ok={res.get('ok')}/{n}: {main.stderr_tail()}{hint}")
             m.elapsed = float(res["elapsed"])
             m.cpu_client = res.get("cpu")
+            main_role = "worker" if v.mode == "drain" else "client"
+            if m.cpu_client is not None:
+                m.cpu_procs[main_role] = float(m.cpu_client)
+            for i, (a, b) in enumerate(zip(w0, w1)):
+                if a is not None and b is not None:
+                    m.cpu_procs[f"worker{i}"] = b - a
+            if m.cpu_gearmand is not None:
+                m.cpu_procs["gearmand"] = m.cpu_gearmand
+            per_job = 1e6 / n
+            if m.cpu_client is not None:
+                m.cpu_us[main_role] = float(m.cpu_client) * per_job
+            if m.cpu_workers is not None:
+                m.cpu_us["worker"] = m.cpu_workers * per_job
+            if m.cpu_gearmand is not None:
+                m.cpu_us["gearmand"] = m.cpu_gearmand * per_job
             m.api = str(res.get("api", ""))
             m.lat_p50_us = res.get("lat_p50_us")
             m.lat_p99_us = res.get("lat_p99_us")
@@ -475,6 +653,103 @@ class Runner:
             for w in workers:
                 w.kill(signal.SIGTERM)
             server.cleanup()
+
+    # ---- the untimed syscall pass (strace -c) ----
+
+    def syscalls(self, v: Variant, im: Impl, n: int) -> Dict[str, Any]:
+        """Run one measurement again with every process under ``strace -c -f``: the workers and
+        gearmand are attached once ready, the main process while it is stopped just before its
+        timed region (GMBENCH_STOP_BEFORE_TIMED). Returns calls per job by role and syscall."""
+        out: Dict[str, Any] = {"variant": v.name, "impl": im.name, "n": n, "status": "error"}
+        server = GearmandServer(threads=1, verbose="ERROR")
+        workers: List[Child] = []
+        tracers: List[Tuple[str, subprocess.Popen, Path]] = []  # type: ignore[type-arg]
+        fn = f"bench_{v.mode}"
+        try:
+            server.start()
+            main_args = self._setup(server, v, im, n, fn, workers)
+            for i, w in enumerate(workers):
+                tracers.append(self._trace(w.pid, f"worker{i}"))
+            if server.pid is None:
+                raise RuntimeError("gearmand has no pid")
+            tracers.append(self._trace(server.pid, "gearmand"))
+            main = self._start(im, main_args, f"syscalls-{v.name}-{im.name}",
+                               extra_env={"GMBENCH_STOP_BEFORE_TIMED": "1"})
+            deadline = time.monotonic() + 60
+            while _proc_state(main.pid) not in ("T", "t"):
+                if not main.alive() or time.monotonic() > deadline:
+                    main.wait(1)
+                    res = main.result() or {}
+                    if main.status == 3 and "na" in res:
+                        out.update(status="n/a", error=str(res["na"]))
+                        return out
+                    raise RuntimeError(f"the main process did not stop before its timed region: "
+                                       f"{main.stderr_tail()}")
+                time.sleep(0.005)
+            main_role = "worker" if v.mode == "drain" else "client"
+            tracers.append(self._trace(main.pid, main_role))
+            os.kill(main.pid, signal.SIGCONT)
+            finished = main.wait(self.timeout)
+            if not finished or main.status != 0:
+                raise RuntimeError(f"exit {main.status}: {main.stderr_tail()}")
+            roles: Dict[str, Dict[str, Any]] = {}
+            for role, tr, path in tracers:
+                if tr.poll() is None:
+                    tr.send_signal(signal.SIGINT)  # detach and write the summary
+                try:
+                    tr.wait(30)
+                except subprocess.TimeoutExpired:
+                    tr.kill()
+                    tr.wait()
+                text = path.read_text(errors="replace")
+                roles[role] = (parse_perf_stat(text, n) if self.syscall_tool == "perf"
+                               else parse_strace_c(text, n))
+            if len(workers) > 1:  # all workers together, per job (as for CPU)
+                merged: Dict[str, Any] = {"total": 0.0, "errors": 0.0, "calls": {}}
+                for i in range(len(workers)):
+                    r = roles.pop(f"worker{i}")
+                    merged["total"] += r["total"]
+                    merged["errors"] += r.get("errors", 0.0)
+                    for k, x in r["calls"].items():
+                        merged["calls"][k] = merged["calls"].get(k, 0.0) + x
+                roles["worker"] = merged
+            elif "worker0" in roles:
+                roles["worker"] = roles.pop("worker0")
+            out.update(status="ok", roles=roles)
+        except Exception as e:
+            out["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            for _, tr, _ in tracers:
+                if tr.poll() is None:
+                    tr.kill()
+                    tr.wait()
+            for w in workers:
+                w.kill(signal.SIGTERM)
+            server.cleanup()
+        return out
+
+    def _trace(self, pid: int, role: str) -> Tuple[str, "subprocess.Popen[bytes]", Path]:
+        """Start the syscall counter on pid and wait until it is attached."""
+        self.seq += 1
+        path = self.workdir / f"{self.seq:04d}-{self.syscall_tool}-{role}.txt"
+        if self.syscall_tool == "perf":
+            events = ",".join(["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{c}" for c in PERF_SYSCALLS])
+            cmd = ["perf", "stat", "-x", ",", "-e", events, "-o", str(path), "-p", str(pid)]
+        else:
+            cmd = ["strace", "-c", "-f", "-o", str(path), "-p", str(pid)]
+        tr = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        def attached() -> bool:
+            return _has_perf_events(tr.pid) if self.syscall_tool == "perf" else _traced_by(pid, tr.pid)
+
+        while not attached():
+            if tr.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd[0]} could not attach to the {role} (pid {pid})")
+            time.sleep(0.005)
+        if self.syscall_tool == "perf":
+            time.sleep(0.3)  # its counters are open; give it time to enable them on every thread
+        return role, tr, path
 
     def _wait_workers(self, server: GearmandServer, fn: str, workers: List[Child]) -> None:
         deadline = time.monotonic() + 30
@@ -574,6 +849,11 @@ def summarize(ms: List[Measurement], variants: List[Variant], impl_names: List[s
                          cpu_workers=med([m.cpu_workers for m in ok]),
                          cpu_gearmand=med([m.cpu_gearmand for m in ok]),
                          elapsed=med([m.elapsed for m in ok]))
+                cpu_us = {r: med([m.cpu_us.get(r) for m in ok]) for r in ROLES}
+                s["cpu_us"] = {r: x for r, x in cpu_us.items() if x is not None}
+                # The least perturbed repeat: on a shared machine (or a VM whose host is busy)
+                # contention only ever adds CPU time, so the minimum is the steadiest estimate.
+                s["cpu_us_best"] = {r: min(m.cpu_us[r] for m in ok if r in m.cpu_us) for r in s["cpu_us"]}
             na = [m for m in mine if m.status == "n/a"]
             errs = [m for m in mine if m.status == "error"]
             if na and not ok:
@@ -582,13 +862,53 @@ def summarize(ms: List[Measurement], variants: List[Variant], impl_names: List[s
                 s["errors"] = [m.error for m in errs]
             row[name] = s
         out[v.name] = row
-    # Ratios against C and PHP; a variant they have no API for (W3-many) is compared with their
-    # first variant of the same workload (W3-tasks), and says so in "vs_<base>_ref".
+    # Paired with a base implementation: in every repeat each implementation ran once per variant,
+    # so the per-repeat difference (CPU µs/job, same role) and ratio (rate) cancel the slow phases
+    # of a noisy machine. Median and range over the repeats.
+    def spread(xs: List[float]) -> Dict[str, Any]:
+        return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "pairs": len(xs)}
+
+    for v in variants:
+        for base in ("c", "pygearman-old"):
+            by_rep = {m.rep: m for m in ms if m.variant == v.name and m.impl == base
+                      and m.status == "ok" and m.rate}
+            if not by_rep:
+                continue
+            base_best: Dict[str, float] = {}
+            for r in ROLES:
+                xs = [m.cpu_us[r] for m in by_rep.values() if r in m.cpu_us]
+                if xs:
+                    base_best[r] = min(xs)
+            for name in impl_names:
+                if name == base:
+                    continue
+                mine = [m for m in ms if m.variant == v.name and m.impl == name and m.status == "ok"
+                        and m.rate and m.rep in by_rep]
+                if not mine:
+                    continue
+                s = out[v.name][name]
+                ratios = [m.rate / by_rep[m.rep].rate for m in mine]  # type: ignore[operator]
+                s[f"rate_vs_{base}_paired"] = spread(ratios)
+                diffs: Dict[str, Any] = {}
+                for r in ROLES:
+                    d = [m.cpu_us[r] - by_rep[m.rep].cpu_us[r] for m in mine
+                         if r in m.cpu_us and r in by_rep[m.rep].cpu_us]
+                    if d:
+                        diffs[r] = spread(d)
+                s[f"cpu_us_vs_{base}"] = diffs
+                s[f"cpu_us_best_vs_{base}"] = {
+                    r: min(m.cpu_us[r] for m in mine if r in m.cpu_us) - base_best[r]
+                    for r in ROLES if r in base_best and any(r in m.cpu_us for m in mine)}
+    # Ratios against C and PHP; a variant they have no API for (W3-many) is compared with the
+    # variant named in its ``ref`` (else their first of the same workload), and says so in
+    # "vs_<base>_ref".
     for v in variants:
         row = out[v.name]
         for base in ("c", "php"):
             ref_variant = v.name
             ref = row.get(base, {}).get("median")
+            if not ref and v.ref and v.ref in out:
+                ref_variant, ref = v.ref, out[v.ref].get(base, {}).get("median")
             if not ref:
                 for other in variants:
                     if other.workload == v.workload and out[other.name].get(base, {}).get("median"):
@@ -612,8 +932,35 @@ def fmt_s(x: Optional[float]) -> str:
     return f"{x:.3f}" if x is not None else "–"
 
 
+def fmt_us(x: Optional[float]) -> str:
+    return "–" if x is None else (f"{x:.1f}" if abs(x) < 1000 else f"{x:,.0f}")
+
+
+def fmt_diff(d: Optional[Dict[str, Any]]) -> str:
+    """A paired difference: median [min, max] over the repeats."""
+    if not d:
+        return "–"
+    return f"{d['median']:+.1f} [{d['min']:+.1f}, {d['max']:+.1f}]"
+
+
+def fmt_calls(r: Optional[Dict[str, Any]], top: int = 0) -> str:
+    if not r:
+        return "–"
+    text = f"{r['total']:.2f}"
+    if top:
+        parts = [f"{k} {x:.2f}" for k, x in list(r["calls"].items())[:top] if x >= 0.01]
+        text += f" ({', '.join(parts)})" if parts else ""
+    return text
+
+
 def write_markdown(path: Path, meta: Dict[str, Any], summary: Dict[str, Dict[str, Dict[str, Any]]],
-                   variants: List[Variant], impl_names: List[str]) -> None:
+                   variants: List[Variant], impl_names: List[str],
+                   syscalls: Optional[List[Dict[str, Any]]] = None) -> None:
+    impl_meta = meta.get("impls", {})
+
+    def label(i: str) -> str:
+        return str(impl_meta.get(i, {}).get("label") or IMPL_LABELS.get(i, i))
+
     L: List[str] = []
     L.append("# pygearman benchmarks")
     L.append("")
@@ -644,11 +991,13 @@ def write_markdown(path: Path, meta: Dict[str, Any], summary: Dict[str, Dict[str
              "Ratios are median ÷ median of raw C (`vs C`) and of the PHP extension (`vs PHP`); "
              "above 1 means faster. CPU columns are medians in seconds over the timed window: "
              "client (as reported by the client process; the worker process for W4), "
-             "all echo workers together, and gearmand.")
+             "all echo workers together, and gearmand. Under each table the same CPU per job and per "
+             "process role in µs, paired with raw C; the machine may be shared, so CPU per job is "
+             "the steadier figure.")
     L.append("")
     L.append("## Summary: median rate (ratio vs raw C)")
     L.append("")
-    L.append("| workload | N | " + " | ".join(IMPL_LABELS[i] for i in impl_names) + " |")
+    L.append("| workload | N | " + " | ".join(label(i) for i in impl_names) + " |")
     L.append("|---|---:|" + "---:|" * len(impl_names))
     for v in variants:
         row = summary[v.name]
@@ -667,6 +1016,56 @@ def write_markdown(path: Path, meta: Dict[str, Any], summary: Dict[str, Dict[str
                 cells.append("–")
         L.append(f"| {v.name} ({v.unit}) | {n:,} | " + " | ".join(cells) + " |")
     L.append("")
+    paired = [v for v in variants if any(summary[v.name].get(i, {}).get("cpu_us_vs_c") for i in impl_names)]
+    if paired:
+        others = [i for i in impl_names if i != "c"
+                  and any(summary[v.name].get(i, {}).get("cpu_us_vs_c") for v in paired)]
+        L.append("## Paired with raw C, repeat by repeat")
+        L.append("")
+        L.append("Worker CPU per job (all workers together; the draining worker in W4) minus raw C's "
+                 "in the same repeat, in µs: median [min, max] over the repeats; `Δ best`: the lowest "
+                 "of the repeats minus raw C's lowest (contention on a shared machine only adds CPU "
+                 "time, so this is the least perturbed comparison); then the paired throughput ratio "
+                 "(median [min, max] of the per-repeat ratios).")
+        L.append("")
+        L.append("| workload | raw C worker µs/job (best) | "
+                 + " | ".join(f"{label(i)}: Δ worker µs/job | Δ best | ×C paired" for i in others) + " |")
+        L.append("|---|---:|" + "---:|---:|---:|" * len(others))
+        for v in paired:
+            row = summary[v.name]
+            c = row.get("c", {})
+            cells = [v.name, f"{fmt_us(c.get('cpu_us', {}).get('worker'))} "
+                             f"({fmt_us(c.get('cpu_us_best', {}).get('worker'))})"]
+            for i in others:
+                s = row.get(i, {})
+                rp = s.get("rate_vs_c_paired")
+                bd = s.get("cpu_us_best_vs_c", {}).get("worker")
+                cells += [fmt_diff(s.get("cpu_us_vs_c", {}).get("worker")),
+                          f"{bd:+.1f}" if bd is not None else "–",
+                          f"×{rp['median']:.2f} [{rp['min']:.2f}, {rp['max']:.2f}]" if rp else "–"]
+            L.append("| " + " | ".join(cells) + " |")
+        L.append("")
+    w6 = [v for v in variants if v.workload == "W6"]
+    if w6:
+        L.append("## W6 (asyncio) at a glance")
+        L.append("")
+        L.append("Every mode runs the same N jobs of 64 bytes against 2 raw-C echo workers. Client CPU "
+                 "is the client process's own, over the timed region. `×old` is the rate over "
+                 "`pygearman-old`'s in the same mode, paired by repeat (median [min, max]).")
+        L.append("")
+        L.append("| client | mode | jobs/s (median) | range | client CPU µs/job | ×old (paired) |")
+        L.append("|---|---|---:|---:|---:|---:|")
+        for i in impl_names:
+            for v in w6:
+                s = summary[v.name].get(i, {})
+                if s.get("median") is None:
+                    continue
+                rp = s.get("rate_vs_pygearman-old_paired")
+                L.append(f"| {label(i)} | {v.name} ({v.mode}) | {fmt_rate(s['median'])} | "
+                         f"{fmt_rate(s['min'])}–{fmt_rate(s['max'])} | "
+                         f"{fmt_us(s.get('cpu_us', {}).get('client'))} | "
+                         + (f"×{rp['median']:.2f} [{rp['min']:.2f}, {rp['max']:.2f}]" if rp else "–") + " |")
+        L.append("")
     for v in variants:
         row = summary[v.name]
         L.append(f"## {v.name}: {v.what}")
@@ -683,13 +1082,13 @@ def write_markdown(path: Path, meta: Dict[str, Any], summary: Dict[str, Dict[str
         L.append(sep)
         for i in impl_names:
             s = row.get(i, {})
-            label = IMPL_LABELS[i]
+            lab = label(i)
             if s.get("median") is None:
                 why = s.get("na") or "; ".join(dict.fromkeys(s.get("errors", []))) or "not run"
-                L.append(f"| {label} | n/a | | {s.get('ok_runs', 0)}/{s.get('runs', 0)} | | |"
+                L.append(f"| {lab} | n/a | | {s.get('ok_runs', 0)}/{s.get('runs', 0)} | | |"
                          + (" |" if lat else "") + f" | | | {why.replace('|', '/')} |")
                 continue
-            cells = [label, f"{fmt_rate(s['median'])} {v.unit}",
+            cells = [lab, f"{fmt_rate(s['median'])} {v.unit}",
                      f"{fmt_rate(s['min'])}–{fmt_rate(s['max'])}", f"{s['ok_runs']}/{s['runs']}",
                      ratio(s.get("vs_c"), s.get("vs_c_ref")), ratio(s.get("vs_php"), s.get("vs_php_ref"))]
             if lat:
@@ -705,8 +1104,49 @@ def write_markdown(path: Path, meta: Dict[str, Any], summary: Dict[str, Dict[str
         if errs:
             L.append("")
             for i, e in errs:
-                L.append(f"- error, {IMPL_LABELS[i]}: {e}")
+                L.append(f"- error, {label(i)}: {e}")
         L.append("")
+        measured = [i for i in impl_names if row.get(i, {}).get("cpu_us")]
+        if measured:
+            has_c = any(row.get(i, {}).get("cpu_us_vs_c") for i in measured)
+            roles = [r for r in ROLES if any(r in row[i]["cpu_us"] for i in measured)]
+            L.append("CPU per job in µs, by process (median over the repeats, in brackets the lowest; "
+                     + ("Δ vs C: median [min, max] over the repeats of the difference from raw C in "
+                        "the same repeat and role" if has_c else "no raw-C run to pair with") + "):")
+            L.append("")
+            head, sep = "| implementation |", "|---|"
+            for r in roles:
+                head += f" {r}{'s' if r == 'worker' and v.workers > 1 else ''} |" + (" Δ vs C |" if has_c else "")
+                sep += "---:|" + ("---:|" if has_c else "")
+            L.append(head)
+            L.append(sep)
+            for i in measured:
+                s = row[i]
+                cells = [label(i)]
+                for r in roles:
+                    best = s.get("cpu_us_best", {}).get(r)
+                    cells.append(fmt_us(s["cpu_us"].get(r)) + (f" ({fmt_us(best)})" if best is not None else ""))
+                    if has_c:
+                        cells.append(fmt_diff(s.get("cpu_us_vs_c", {}).get(r)) if i != "c" else "")
+                L.append("| " + " | ".join(cells) + " |")
+            L.append("")
+        calls = [x for x in (syscalls or []) if x.get("variant") == v.name]
+        if calls:
+            n_sc = calls[0].get("n")
+            L.append(f"Syscalls per job (a separate, untimed pass under `{calls[0].get('tool', 'strace -c -f')}`"
+                     f", N = {n_sc:,}; in brackets the most frequent calls):")
+            L.append("")
+            roles = [r for r in ROLES if any(r in x.get("roles", {}) for x in calls)]
+            L.append("| implementation | " + " | ".join(roles) + " |")
+            L.append("|---|" + "---|" * len(roles))
+            for x in sorted(calls, key=lambda x: impl_names.index(x["impl"]) if x["impl"] in impl_names else 99):
+                if x.get("status") != "ok":
+                    L.append(f"| {label(x['impl'])} | {x.get('status')}: "
+                             f"{str(x.get('error', ''))[:120].replace('|', '/')} |" + " |" * (len(roles) - 1))
+                    continue
+                L.append(f"| {label(x['impl'])} | "
+                         + " | ".join(fmt_calls(x["roles"].get(r), top=4) for r in roles) + " |")
+            L.append("")
     path.write_text("\n".join(L) + "\n")
 
 
@@ -735,8 +1175,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                  epilog="workloads: " + "; ".join(
                                      f"{v.name} ({v.n:,}{', not default' if not v.default else ''}): {v.what}"
                                      for v in VARIANTS))
-    ap.add_argument("--workloads", default="W1,W2,W3,W4,W5",
-                    help="comma list of W1..W5 (all their variants) or variant names, e.g. W1-batch")
+    ap.add_argument("--workloads", default="W1,W2,W3,W4,W5,W6",
+                    help="comma list of W1..W6 (all their variants) or variant names, e.g. W1-batch")
     ap.add_argument("--impls", default=",".join(DEFAULT_IMPLS),
                     help=f"comma list of {', '.join(IMPL_ORDER)} (default: %(default)s)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per (workload, impl); medians (default 3)")
@@ -753,6 +1193,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     ap.add_argument("--rerender", metavar="DIR",
                     help="only rewrite results.md (and results.png) from DIR/results.json; with "
                          "--note, replace the note")
+    ap.add_argument("--old-python", default="", metavar="PATH",
+                    help="the Python of a venv holding another pygearman build, measured as the "
+                         "implementation pygearman-old (e.g. /tmp/oldvenv/bin/python)")
+    ap.add_argument("--syscalls", default="W2,W4", metavar="WORKLOADS",
+                    help="workloads (or variants) that get an extra untimed pass under strace -c to "
+                         "count syscalls per job; 'none' to skip (default: %(default)s)")
+    ap.add_argument("--syscall-tool", choices=("auto", "perf", "strace"), default="auto",
+                    help="perf stat on the syscall tracepoints (exact in-kernel counters, barely "
+                         "slows the processes; needs root or a low perf_event_paranoid) or strace "
+                         "-c -f (ptrace: slows every call, so a sleeping worker may take another "
+                         "path); auto: perf when it works")
+    ap.add_argument("--syscalls-max-n", type=int, default=20_000,
+                    help="cap on N in the strace pass (default %(default)s)")
     ap.add_argument("--keep-logs", action="store_true",
                     help="keep every driver's stdout/stderr in OUT/logs")
     return ap.parse_args(argv)
@@ -765,7 +1218,7 @@ def select_variants(spec: str) -> List[Variant]:
         if not picked and tok in VARIANT_BY_NAME:
             picked = [VARIANT_BY_NAME[tok]]
         if not picked:
-            raise SystemExit(f"unknown workload {tok!r}; known: W1..W5, {', '.join(VARIANT_BY_NAME)}")
+            raise SystemExit(f"unknown workload {tok!r}; known: W1..W6, {', '.join(VARIANT_BY_NAME)}")
         chosen += [v for v in picked if v not in chosen]
     return sorted(chosen, key=VARIANTS.index)
 
@@ -794,7 +1247,7 @@ def rerender(args: argparse.Namespace) -> int:
     ms = [Measurement(**m) for m in data["measurements"]]
     data["summary"] = summary = summarize(ms, variants, list(meta["impls"]))
     (out / "results.json").write_text(json.dumps(data, indent=1))
-    write_markdown(out / "results.md", meta, summary, variants, list(meta["impls"]))
+    write_markdown(out / "results.md", meta, summary, variants, list(meta["impls"]), data.get("syscalls"))
     log(f"rewrote {out / 'results.md'}")
     if not args.no_plot:
         peers_py = Path(args.peers_venv) / "bin" / "python"
@@ -824,15 +1277,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     started = time.time()
     workdir = Path(tempfile.mkdtemp(prefix="pygearman-bench-"))
     want_plot = not args.no_plot
-    impls, peers_py = setup_impls(impl_names, workdir, out, Path(args.peers_venv), want_plot)
+    impls, peers_py = setup_impls(impl_names, workdir, out, Path(args.peers_venv), want_plot,
+                                  args.old_python)
     for im in impls.values():
         if im.unavailable:
             log(f"{im.name}: not available: {im.unavailable}")
-    filler = next((impls[i] for i in ("c", "pygearman") if i in impls and not impls[i].unavailable), None)
-    if filler is None and any(v.mode == "drain" for v in variants):
-        c_exe, _ = build_c(workdir)  # W4 fills its queue with the C driver even when C is not compared
-        filler = Impl("c", IMPL_LABELS["c"], [c_exe]) if c_exe else None
-    runner = Runner(impls, workdir, args.timeout, args.batch, filler)
+    c_impl = impls["c"] if "c" in impls and not impls["c"].unavailable else None
+    if c_impl is None and any(v.mode == "drain" or v.c_workers for v in variants):
+        # W4 fills its queue and W6 runs its echo workers with the C driver even when C is not compared
+        c_exe, _ = build_c(workdir)
+        c_impl = Impl("c", IMPL_LABELS["c"], [c_exe]) if c_exe else None
+    filler = c_impl or next((impls[i] for i in ("pygearman",) if i in impls and not impls[i].unavailable), None)
+    runner = Runner(impls, workdir, args.timeout, args.batch, filler, c_impl)
 
     plan = [(rep, v, impl_names[(k + rep) % len(impl_names)])
             for rep in range(args.repeat) for v in variants for k in range(len(impl_names))]
@@ -857,6 +1313,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             warnings.append(f"pygearman was reinstalled during the run (before measurement {idx} of "
                             f"{len(plan)}): its results mix two builds")
             log(f"WARNING: {warnings[-1]}\n{'':>60}", end="")
+        if not im.unavailable and im.modes is not None and v.mode not in im.modes:
+            skip.setdefault(key, im.modes_note or f"{name} has no {v.mode} mode")
         if im.unavailable or key in skip:
             m = Measurement(rep, v.name, name, status="n/a", error=im.unavailable or skip[key],
                             n=counts[v.name], unit=v.unit)
@@ -871,6 +1329,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             log(f"{fmt_rate(m.rate):>10} {v.unit}{extra}  ({m.duration:.1f} s)")
         else:
             log(f"{m.status}: {m.error[:160]}")
+    syscalls = syscall_pass(args, runner, impls, impl_names, variants, counts, results)
     total = time.time() - started
 
     summary = summarize(results, variants, impl_names)
@@ -882,7 +1341,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "impls": {k: {"label": im.label, "unavailable": im.unavailable, "version": im.version}
                   for k, im in impls.items()},
         "variants": {v.name: {"workload": v.workload, "mode": v.mode, "workers": v.workers,
-                              "size": v.size, "unit": v.unit, "what": v.what} for v in variants},
+                              "size": v.size, "unit": v.unit, "what": v.what, "ref": v.ref}
+                     for v in variants},
         "loadavg_start": [round(x, 2) for x in loadavg_start],
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "total_seconds": total,
@@ -890,8 +1350,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "note": args.note,
     }
     (out / "results.json").write_text(json.dumps(
-        {"meta": meta, "summary": summary, "measurements": [asdict(m) for m in results]}, indent=1))
-    write_markdown(out / "results.md", meta, summary, variants, impl_names)
+        {"meta": meta, "summary": summary, "measurements": [asdict(m) for m in results],
+         "syscalls": syscalls}, indent=1))
+    write_markdown(out / "results.md", meta, summary, variants, impl_names, syscalls)
     log(f"wrote {out / 'results.json'} and {out / 'results.md'} ({fmt_duration(total)})")
     if want_plot:
         log(try_plot(out, peers_py))
@@ -899,6 +1360,41 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.copytree(workdir, out / "logs", dirs_exist_ok=True, ignore=shutil.ignore_patterns("gmbench"))
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def syscall_pass(args: argparse.Namespace, runner: Runner, impls: Dict[str, Impl], impl_names: List[str],
+                 variants: List[Variant], counts: Dict[str, int], results: List[Measurement]
+                 ) -> List[Dict[str, Any]]:
+    """One more run of the chosen variants (W2, W4) per implementation, every process under
+    strace -c: syscalls per job by role. After the timed runs, so it cannot perturb them."""
+    wanted = [t.strip() for t in args.syscalls.split(",") if t.strip() and t.strip().lower() != "none"]
+    chosen = [v for v in variants if v.name in wanted or v.workload in [w.upper() for w in wanted]]
+    if not chosen:
+        return []
+    tool = args.syscall_tool
+    if tool == "auto":
+        tool = "perf" if perf_works() else "strace"
+    if not shutil.which(tool):
+        log(f"{tool} is not installed: no syscall counts")
+        return []
+    runner.syscall_tool = tool
+    out: List[Dict[str, Any]] = []
+    for v in chosen:
+        for name in impl_names:
+            im = impls[name]
+            ok = any(m.variant == v.name and m.impl == name and m.status == "ok" for m in results)
+            if im.unavailable or not ok:
+                continue
+            n = min(counts[v.name], args.syscalls_max_n)
+            log(f"syscall pass ({tool}): {v.name:<13} {name:<15} N={n:,} ", end="")
+            r = runner.syscalls(v, im, n)
+            r["tool"] = "perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_*" if tool == "perf" else "strace -c -f"
+            if r["status"] == "ok":
+                log("  ".join(f"{role} {x['total']:.2f}/job" for role, x in r["roles"].items()))
+            else:
+                log(f"{r['status']}: {r.get('error', '')[:160]}")
+            out.append(r)
+    return out
 
 
 def _estimate(durations: Dict[Tuple[str, str], List[float]], results: List[Measurement],

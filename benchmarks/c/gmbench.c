@@ -9,7 +9,8 @@
  *     bg_batch_uniq  the same with our own uniques
  *     rt             N x gearman_client_do (sequential round trips; latency percentiles)
  *     taskset        add_task x BATCH + run_tasks + task_free_all, repeated, results counted
- *     many           n/a here (exit 3): pygearman's submit_many has no C counterpart beyond taskset
+ *     taskset_uniq   the same with our own uniques
+ *     many, many_uniq, aio, threads   n/a here (exit 3): Python-only APIs (submit_many, asyncio, a thread pool)
  *   gmbench worker MODE HOST PORT FUNCTION N
  *     echo           v2 echo function, forever (the harness kills it)
  *     drain          v2 echo function, exits after N jobs (times itself)
@@ -17,11 +18,14 @@
  *
  * Prints one JSON line on stdout: {"n":..,"ok":..,"elapsed":s,"cpu":s,...}; exit 0 when ok == n,
  * 3 with {"na": reason} for a mode this library has no API for.
- * The timed region starts after setup (client created, server added, options set). */
+ * The timed region starts after setup (client created, server added, options set). With
+ * GMBENCH_STOP_BEFORE_TIMED=1 the program stops itself (SIGSTOP) just before it, so run.py can
+ * attach strace for its syscall pass and continue it with SIGCONT. */
 #include <libgearman-1.0/gearman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/resource.h>
@@ -36,6 +40,11 @@ static double cpu_s(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static void stop_before_timed(void) {
+  const char *e = getenv("GMBENCH_STOP_BEFORE_TIMED");
+  if (e && !strcmp(e, "1")) raise(SIGSTOP);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -81,8 +90,12 @@ static gearman_return_t on_fail(gearman_task_st *task) {
 
 static int client_main(const char *mode, const char *host, int port, const char *fn, long n,
                        size_t size, long batch) {
-  if (!strcmp(mode, "many")) {
+  if (!strcmp(mode, "many") || !strcmp(mode, "many_uniq")) {
     printf("{\"na\": \"no call beyond add_task+run_tasks (that is W3-tasks)\"}\n");
+    return 3;
+  }
+  if (!strcmp(mode, "aio") || !strcmp(mode, "threads")) {
+    printf("{\"na\": \"a Python client mode (asyncio / thread pool)\"}\n");
     return 3;
   }
   gearman_client_st *c = gearman_client_create(NULL);
@@ -105,6 +118,7 @@ static int client_main(const char *mode, const char *host, int port, const char 
   if (batch <= 0) batch = 1000;
   g_size = size;
 
+  stop_before_timed();
   double t0 = now_s(), c0 = cpu_s();
   if (!strcmp(mode, "bg_loop") || !strcmp(mode, "bg_loop_uniq")) {
     api = own_uniq ? "gearman_client_do_background(unique)" : "gearman_client_do_background";
@@ -147,15 +161,16 @@ static int client_main(const char *mode, const char *host, int port, const char 
     snprintf(extra, sizeof extra, "\"lat_p50_us\": %.1f, \"lat_p99_us\": %.1f",
              percentile(lat, ok, 50) * 1e6, percentile(lat, ok, 99) * 1e6);
     free(lat);
-  } else if (!strcmp(mode, "taskset")) {
-    api = "add_task+run_tasks, batches";
+  } else if (!strcmp(mode, "taskset") || !strcmp(mode, "taskset_uniq")) {
+    api = own_uniq ? "add_task(unique)+run_tasks, batches" : "add_task+run_tasks, batches";
     gearman_client_set_complete_fn(c, on_complete);
     gearman_client_set_fail_fn(c, on_fail);
     gearman_client_set_exception_fn(c, on_fail);
     for (long done = 0, failed = 0; done < n && !failed; done += batch) {
       long m = n - done < batch ? n - done : batch;
       for (long i = 0; i < m && !failed; i++) {
-        if (!gearman_client_add_task(c, NULL, NULL, fn, NULL, payload, size, &rc)) {
+        if (own_uniq) snprintf(uniq, sizeof uniq, "%d-%ld", (int)pid, done + i);
+        if (!gearman_client_add_task(c, NULL, NULL, fn, own_uniq ? uniq : NULL, payload, size, &rc)) {
           fprintf(stderr, "add_task: %s\n", gearman_strerror(rc)); failed = 1;
         }
       }
@@ -200,6 +215,7 @@ static int worker_main(const char *mode, const char *host, int port, const char 
   if (gearman_failed(gearman_worker_define_function(w, fn, strlen(fn), f, 0, NULL))) {
     fprintf(stderr, "define_function: %s\n", gearman_worker_error(w)); return 2;
   }
+  stop_before_timed();
   double t0 = now_s(), c0 = cpu_s();
   int errors = 0;
   while (!drain || g_jobs < n) {

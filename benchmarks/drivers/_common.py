@@ -8,18 +8,24 @@ Every driver (ours and the peers) takes the same arguments as benchmarks/c/gmben
 
 and prints one JSON line on stdout. Exit status: 0 ok, 1 wrong/missing results, 2 usage or
 setup error, 3 "not available" (the library has no API for this mode; JSON has ``na``).
+
+With ``GMBENCH_STOP_BEFORE_TIMED=1`` in the environment a driver stops itself (SIGSTOP) just before
+its timed region, so that run.py can attach strace for the syscall pass and then continue it
+(SIGCONT): start-up and imports stay out of the syscall counts.
 """
 from __future__ import annotations
 
 import json
 import os
 import resource
+import signal
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-CLIENT_MODES = ("bg_loop", "bg_loop_uniq", "bg_batch", "bg_batch_uniq", "rt", "taskset", "many")
+CLIENT_MODES = ("bg_loop", "bg_loop_uniq", "bg_batch", "bg_batch_uniq", "rt", "taskset", "taskset_uniq",
+                "many", "many_uniq", "aio", "threads")
 WORKER_MODES = ("echo", "drain")
 EXIT_NA = 3
 
@@ -42,6 +48,11 @@ class Args:
     @property
     def own_uniques(self) -> bool:
         return self.mode.endswith("_uniq")
+
+    @property
+    def base_mode(self) -> str:
+        """The mode without its ``_uniq`` suffix."""
+        return self.mode[:-5] if self.own_uniques else self.mode
 
 
 def parse(argv: Optional[List[str]] = None) -> Args:
@@ -75,6 +86,12 @@ def uniques(n: int, start: int = 0) -> List[str]:
     return [f"{pid}-{i}" for i in range(start, start + n)]
 
 
+def stop_before_timed() -> None:
+    """The strace hook (see the module docstring)."""
+    if os.environ.get("GMBENCH_STOP_BEFORE_TIMED") == "1":
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
 def cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -101,6 +118,7 @@ class Timer:
     """Wall and CPU time of the measured region."""
 
     def __enter__(self) -> "Timer":
+        stop_before_timed()
         self.c0 = cpu_s()
         self.t0 = time.perf_counter()
         return self

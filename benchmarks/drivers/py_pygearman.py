@@ -80,27 +80,81 @@ def client(a: Args) -> None:
                 if r == p:
                     ok += 1
         extra = _common.latency_extra(lat)
-    elif a.mode == "taskset":
+    elif a.base_mode == "taskset":
         if not (hasattr(c, "add_task") and hasattr(c, "run_tasks")):
             not_available("add_task/run_tasks are not in this build")
-        api = f"add_task xN + run_tasks(batch={a.batch})"
+        api = f"add_task xN{'(unique)' if a.own_uniques else ''} + run_tasks(batch={a.batch})"
         fn, add = a.function, c.add_task
         with Timer() as t:
-            for _ in range(a.n):
-                add(fn, p)
+            if a.own_uniques:
+                for u in _common.uniques(a.n):
+                    add(fn, p, None, u)
+            else:
+                for _ in range(a.n):
+                    add(fn, p)
             tasks = _call_batched(c.run_tasks, a.batch)
         ok = _count_ok([getattr(x, "result", None) for x in tasks], a.size)
-    elif a.mode == "many":
+    elif a.base_mode == "many":
         if not hasattr(c, "submit_many"):
             not_available("GearmanClient.submit_many is not in this build")
-        api = f"submit_many(batch={a.batch})"
+        api = f"submit_many(batch={a.batch}{', uniques' if a.own_uniques else ''})"
         workloads = [p] * a.n
-        with Timer() as t:
-            results = _call_batched(c.submit_many, a.batch, a.function, workloads)
+        if a.own_uniques:
+            us = _common.uniques(a.n)
+            with Timer() as t:
+                results = c.submit_many(a.function, workloads, uniques=us, batch=a.batch)
+        else:
+            with Timer() as t:
+                results = _call_batched(c.submit_many, a.batch, a.function, workloads)
         ok = _count_ok(results, a.size)
+    elif a.mode == "aio":
+        c.close()
+        t, ok, api = _aio(a, p)
+    elif a.mode == "threads":
+        c.close()
+        t, ok, api = _threads(a, p)
     else:
         raise AssertionError(a.mode)
     finish(a, ok, t, api, **extra)
+
+
+def _aio(a: Args, p: bytes) -> Any:
+    """W6: N concurrent ``await client.submit()`` from one AsyncClient (asyncio.gather)."""
+    try:
+        from pygearman.aio import AsyncClient
+    except ImportError as e:
+        not_available(f"pygearman.aio is not in this build: {e}")
+    import asyncio
+
+    async def main() -> Any:
+        async with AsyncClient(a.address, timeout=600) as ac:
+            await ac.submit(a.function, b"warm")
+            with Timer() as t:
+                out = await asyncio.gather(*(ac.submit(a.function, p) for _ in range(a.n)))
+        return t, _count_ok(out, a.size)
+
+    t, ok = asyncio.run(main())
+    return t, ok, "AsyncClient.submit x N, asyncio.gather"
+
+
+def _threads(a: Args, p: bytes) -> Any:
+    """W6: a ThreadPoolExecutor(16) around the sync client, one GearmanClient per thread."""
+    import concurrent.futures
+    import threading
+
+    local = threading.local()
+
+    def one(_: int) -> bytes:
+        cl = getattr(local, "c", None)
+        if cl is None:
+            cl = local.c = GearmanClient(a.address)
+        return cl.do_normal(a.function, p)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(32)))  # every thread has its client and connection
+        with Timer() as t:
+            out = list(pool.map(one, range(a.n)))
+    return t, _count_ok(out, a.size), "ThreadPoolExecutor(16) + do_normal (one client per thread)"
 
 
 def worker(a: Args) -> None:

@@ -87,8 +87,10 @@ def _ok(job: Any, size: int) -> bool:
 
 
 def client(a: Args) -> None:
-    if a.mode == "many":
+    if a.base_mode == "many":
         not_available("no batch call (W3-tasks submits job by job)")
+    if a.mode in ("aio", "threads"):
+        not_available("W6 measures asyncio clients and pygearman's sync modes only")
     if a.mode in ("bg_batch", "bg_batch_uniq"):
         not_available("gear has no pipelined submit (submitJob waits for JOB_CREATED per job)")
     c = _Client()
@@ -121,13 +123,14 @@ def client(a: Args) -> None:
                 if _ok(job, a.size):
                     ok += 1
         extra = _common.latency_extra(lat)
-    elif a.mode == "taskset":
-        api = "submitJob xN, then wait for all WORK_COMPLETE"
+    elif a.base_mode == "taskset":
+        api = f"submitJob xN{'(unique)' if a.own_uniques else ''}, then wait for all WORK_COMPLETE"
         c.expect = a.n
+        us = _common.uniques(a.n) if a.own_uniques else [None] * a.n
         with Timer() as t:
             jobs = []
-            for _ in range(a.n):
-                job = _Job(fn, p)
+            for u in us:
+                job = _Job(fn, p, u)
                 c.submitJob(job)
                 jobs.append(job)
             c.all_done.wait()

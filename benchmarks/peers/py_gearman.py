@@ -46,8 +46,10 @@ def version() -> Dict[str, Any]:
 
 
 def client(a: Args) -> None:
-    if a.mode == "many":
+    if a.base_mode == "many":
         not_available("submit_multiple_jobs is already its task-set call (W3-tasks)")
+    if a.mode in ("aio", "threads"):
+        not_available("W6 measures asyncio clients and pygearman's sync modes only")
     c = gearman.GearmanClient([a.address])
     p = _common.payload(a.size)
     fn = a.function
@@ -81,12 +83,13 @@ def client(a: Args) -> None:
                 if r.state == JOB_COMPLETE and r.result == p:
                     ok += 1
         extra = _common.latency_extra(lat)
-    elif a.mode == "taskset":
-        api = f"submit_multiple_jobs(wait_until_complete=True), batches of {a.batch}"
+    elif a.base_mode == "taskset":
+        api = (f"submit_multiple_jobs(wait_until_complete=True{', uniques' if a.own_uniques else ''}), "
+               f"batches of {a.batch}")
+        us = _common.uniques(a.n) if a.own_uniques else [None] * a.n
         with Timer() as t:
             for start in range(0, a.n, a.batch):
-                m = min(a.batch, a.n - start)
-                jobs = [{"task": fn, "data": p} for _ in range(m)]
+                jobs = [{"task": fn, "data": p, "unique": u} for u in us[start:start + a.batch]]
                 done = c.submit_multiple_jobs(jobs, background=False, wait_until_complete=True,
                                               poll_timeout=_FOREVER)
                 ok += sum(1 for r in done if r.state == JOB_COMPLETE and len(r.result) == a.size)

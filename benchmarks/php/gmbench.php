@@ -2,12 +2,18 @@
 // The PHP-extension (pecl gearman) driver of the pygearman benchmarks; see benchmarks/README.md.
 //
 //   php gmbench.php client MODE HOST PORT FUNCTION N SIZE [BATCH]
-//       bg_loop | bg_loop_uniq | bg_batch | bg_batch_uniq | rt | taskset | many (n/a: exit 3)
+//       bg_loop | bg_loop_uniq | bg_batch | bg_batch_uniq | rt | taskset | taskset_uniq
+//       | many, many_uniq, aio, threads (n/a: exit 3)
 //   php gmbench.php worker MODE HOST PORT FUNCTION N        (echo | drain)
 //   php gmbench.php version
 //
 // Prints one JSON line: {"n":..,"ok":..,"elapsed":s,"cpu":s,...}; exits 0 when ok == n,
-// 3 with {"na": reason} for a mode the extension has no API for.
+// 3 with {"na": reason} for a mode the extension has no API for. With GMBENCH_STOP_BEFORE_TIMED=1
+// it stops itself (SIGSTOP) just before the timed region, for run.py's strace pass.
+
+function stop_before_timed(): void {
+    if (getenv("GMBENCH_STOP_BEFORE_TIMED") === "1") posix_kill(getmypid(), 19 /* SIGSTOP */);
+}
 
 function cpu_s(): float {
     $r = getrusage();
@@ -49,8 +55,12 @@ if ($role === "client") {
     $size = (int)($argv[7] ?? 64);
     $batch = (int)($argv[8] ?? 1000);
     if ($batch <= 0) $batch = 1000;
-    if ($mode === "many") {
+    if ($mode === "many" || $mode === "many_uniq") {
         emit(["na" => "no call beyond addTask+runTasks (that is W3-tasks)"]);
+        exit(3);
+    }
+    if ($mode === "aio" || $mode === "threads") {
+        emit(["na" => "a Python client mode (asyncio / thread pool)"]);
         exit(3);
     }
     $payload = make_payload($size);
@@ -60,6 +70,7 @@ if ($role === "client") {
     $pid = getmypid();
     $ok = 0;
     $extra = [];
+    stop_before_timed();
     $t0 = now_s(); $c0 = cpu_s();
     switch ($mode) {
     case "bg_loop":
@@ -99,7 +110,8 @@ if ($role === "client") {
         $extra = ["lat_p50_us" => percentile($lat, 50), "lat_p99_us" => percentile($lat, 99)];
         break;
     case "taskset":
-        $api = "addTask+runTasks, batches";
+    case "taskset_uniq":
+        $api = $own ? "addTask(unique)+runTasks, batches" : "addTask+runTasks, batches";
         $bad = 0;
         $c->setCompleteCallback(function (GearmanTask $t) use (&$ok, &$bad, $size) {
             if (strlen($t->data()) === $size) $ok++; else $bad++;
@@ -109,7 +121,8 @@ if ($role === "client") {
         for ($done = 0; $done < $n; $done += $batch) {
             $m = min($batch, $n - $done);
             for ($i = 0; $i < $m; $i++) {
-                if ($c->addTask($fn, $payload) === false) { fwrite(STDERR, "addTask: " . $c->error() . "\n"); break 3; }
+                $t = $own ? $c->addTask($fn, $payload, null, "$pid-" . ($done + $i)) : $c->addTask($fn, $payload);
+                if ($t === false) { fwrite(STDERR, "addTask: " . $c->error() . "\n"); break 3; }
             }
             if (!$c->runTasks()) { fwrite(STDERR, "runTasks: " . $c->error() . "\n"); break 2; }
         }
@@ -134,6 +147,7 @@ if ($role === "worker") {
         $jobs++;
         return $job->workload();
     });
+    stop_before_timed();
     $t0 = now_s(); $c0 = cpu_s();
     $errors = 0;
     while (!$drain || $jobs < $n) {
