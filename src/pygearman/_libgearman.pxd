@@ -151,12 +151,14 @@ cdef class _Specs:
     cdef list errors               # per spec: exception or None
     cdef object abort_exc          # the exception that ended the run early
     cdef object first_error        # a connection's failure, raised once the others are done
+    cdef bint coalesced            # _coalesce() has run over these specs
     cdef void _free_specs(self) noexcept
     cdef void set_job(self, Py_ssize_t i, int kind, int priority, const char *fn, size_t fnn,
                       const char *uq, size_t uqn, const char *wp, size_t wn) noexcept
     cdef void set_status(self, Py_ssize_t i, int kind, const char *key, Py_ssize_t server) noexcept
     cdef void bind(self, Py_ssize_t i, _Listener li) noexcept
     cdef int _coalesce(self) except -1
+    cdef bint _same_job(self, _Spec *a, _Spec *b) noexcept
     cdef int _fail(self, Py_ssize_t i, object err) except -1
     cdef Py_ssize_t origin(self, Py_ssize_t i) noexcept
     cdef object failure(self, Py_ssize_t o)
@@ -239,6 +241,7 @@ cdef class GearmanTask(_Listener):
     cdef object _on_complete, _on_fail, _on_exception
     cdef public object context     # the user's object for this task
     cdef object _callback(self, str name)
+    cdef void _quiet(self) noexcept
     cdef int _settle(self, _TaskCtx *ctx, object err) except -1
 
 

@@ -13,7 +13,7 @@ from cpython.pythread cimport PyThread_get_thread_ident
 from libc.math cimport ceil, isnan
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memchr, memcpy, memset, strlen, strncpy
+from libc.string cimport memchr, memcmp, memcpy, memset, strlen, strncpy
 from libc.time cimport time_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport read

@@ -61,12 +61,19 @@ def _refuse_ssl(what: str) -> None:
 _HIGH = int(Priority.HIGH)
 _NORMAL = int(Priority.NORMAL)
 _LOW = int(Priority.LOW)
+_HIGH_P = Priority.HIGH       # the members, read once
+_LOW_P = Priority.LOW
+
+
+# plain ints: reading Priority.HIGH & co. goes through the enum class's attribute hook on every
+# call (about 1,000 instructions each on Python 3.11)
+_PRIORITY_VALUES = frozenset((_HIGH, _NORMAL, _LOW))
 
 
 def _priority(priority: object) -> int:
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise TypeError(f"priority must be a Priority, not {type(priority).__name__}")
-    if priority not in (Priority.HIGH, Priority.NORMAL, Priority.LOW):
+    if priority not in _PRIORITY_VALUES:
         raise ValueError(f"priority must be Priority.HIGH, NORMAL or LOW, not {priority!r}")
     return int(priority)
 
@@ -262,12 +269,12 @@ class GearmanClient(_libgearman.Client):
     def add_task_high(self, function: Name, workload: Workload = b"", context: Any = None,
                       unique: Optional[Name] = None, **callbacks: Any) -> GearmanTask:
         """PHP ``addTaskHigh``: :meth:`add_task` at high priority."""
-        return self.add_task(function, workload, context, unique, priority=Priority.HIGH, **callbacks)
+        return self.add_task(function, workload, context, unique, priority=_HIGH_P, **callbacks)
 
     def add_task_low(self, function: Name, workload: Workload = b"", context: Any = None,
                      unique: Optional[Name] = None, **callbacks: Any) -> GearmanTask:
         """PHP ``addTaskLow``: :meth:`add_task` at low priority."""
-        return self.add_task(function, workload, context, unique, priority=Priority.LOW, **callbacks)
+        return self.add_task(function, workload, context, unique, priority=_LOW_P, **callbacks)
 
     def add_task_background(self, function: Name, workload: Workload = b"", context: Any = None,
                             unique: Optional[Name] = None, **callbacks: Any) -> GearmanTask:
@@ -279,14 +286,14 @@ class GearmanClient(_libgearman.Client):
                                  context: Any = None, unique: Optional[Name] = None,
                                  **callbacks: Any) -> GearmanTask:
         """PHP ``addTaskHighBackground``: :meth:`add_task_background` at high priority."""
-        return self.add_task(function, workload, context, unique, priority=Priority.HIGH,
+        return self.add_task(function, workload, context, unique, priority=_HIGH_P,
                              background=True, **callbacks)
 
     def add_task_low_background(self, function: Name, workload: Workload = b"",
                                 context: Any = None, unique: Optional[Name] = None,
                                 **callbacks: Any) -> GearmanTask:
         """PHP ``addTaskLowBackground``: :meth:`add_task_background` at low priority."""
-        return self.add_task(function, workload, context, unique, priority=Priority.LOW,
+        return self.add_task(function, workload, context, unique, priority=_LOW_P,
                              background=True, **callbacks)
 
     def add_task_status(self, handle: str, context: Any = None, *,

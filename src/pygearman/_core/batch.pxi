@@ -38,10 +38,11 @@ cdef int _taskset_settle(_Run run, list tasks) except -1:
     for i in range(len(tasks)):
         t = tasks[i]
         o = run.origin(i)
-        t._settle(&run.specs[o].ctx, run.failure(o))
-        if t._handle is not None and not t._status_only and run.specs[o].state != ST_QUEUED \
-                and run.specs[o].ctx.handle[0]:
+        if not t._status_only and run.specs[o].state != ST_QUEUED and run.specs[o].ctx.handle[0] \
+                and (t._handle is None or type(t._handle) is str):
+            # the JobHandle (knows its server) in place of what the created event decoded
             t._handle = run.server_of(o).handle(run.specs[o].ctx.handle)
+        t._settle(&run.specs[o].ctx, run.failure(o))
     return 0
 
 

@@ -368,6 +368,9 @@ cdef class Client:
         self._enter()
         tasks = self._pending
         self._pending = []
+        if not self._callbacks:
+            for t in tasks:
+                (<GearmanTask>t)._quiet()
         try:
             run = self._run_for(len(tasks), deadline, batch)
             _taskset_specs(run, tasks)

@@ -49,6 +49,7 @@ cdef class _Specs:
         self.errors = None
         self.abort_exc = None
         self.first_error = None
+        self.coalesced = False
         return 0
 
     cdef void _free_specs(self) noexcept:
@@ -94,26 +95,55 @@ cdef class _Specs:
     cdef int _coalesce(self) except -1:
         """Two foreground jobs with the same function and unique in one run are one job for
         gearmand, and libgearman would wait forever for the second reply
-        (docs/libgearman-1.1.20.md#duplicate-unique-hang): send the first, the others follow it."""
-        cdef Py_ssize_t i
+        (docs/libgearman-1.1.20.md#duplicate-unique-hang): send the first, the others follow it.
+        An open-addressing table of spec indexes in C, keyed by a hash of function and unique
+        (and of the workload for the uniques "-" and "#", where the workload is the key)."""
+        cdef Py_ssize_t i, j, m = 0, cap = 8, slot
+        cdef Py_ssize_t *table
         cdef _Spec *sp
-        cdef dict seen = None
+        cdef unsigned long long h
+        if self.coalesced:
+            return 0
+        self.coalesced = True
+        for i in range(self.n):
+            if self.specs[i].kind == K_JOB and self.specs[i].uq != NULL:
+                m += 1
+        if m < 2:
+            return 0
+        while cap < 2 * m:
+            cap *= 2
+        table = <Py_ssize_t *>malloc(cap * sizeof(Py_ssize_t))
+        if table == NULL:
+            raise MemoryError()
+        memset(table, 0xff, cap * sizeof(Py_ssize_t))      # every slot -1
         for i in range(self.n):
             sp = &self.specs[i]
             if sp.kind != K_JOB or sp.uq == NULL:
                 continue
-            key = sp.fn[:sp.fnn] + b"\0" + sp.uq[:sp.uqn]
+            h = _fnv1a(sp.fn, sp.fnn) * 1099511628211ULL ^ _fnv1a(sp.uq, sp.uqn)
             if sp.uqn == 1 and (sp.uq[0] == b"-" or sp.uq[0] == b"#"):
-                key += b"\0" + (sp.wp[:sp.wn] if sp.wn else b"")   # the workload is the key
-            if seen is None:
-                seen = {}
-            first = seen.get(key)
-            if first is None:
-                seen[key] = i
-            else:
-                sp.primary = first
-                sp.state = ST_DONE
+                h = h * 1099511628211ULL ^ _fnv1a(sp.wp, sp.wn)
+            slot = <Py_ssize_t>(h & <unsigned long long>(cap - 1))
+            while True:
+                j = table[slot]
+                if j < 0:
+                    table[slot] = i
+                    break
+                if self._same_job(sp, &self.specs[j]):
+                    sp.primary = j
+                    sp.state = ST_DONE
+                    break
+                slot = (slot + 1) & (cap - 1)
+        free(table)
         return 0
+
+    cdef bint _same_job(self, _Spec *a, _Spec *b) noexcept:
+        if a.fnn != b.fnn or a.uqn != b.uqn or memcmp(a.fn, b.fn, a.fnn) != 0 \
+                or memcmp(a.uq, b.uq, a.uqn) != 0:
+            return False
+        if a.uqn == 1 and (a.uq[0] == b"-" or a.uq[0] == b"#"):
+            return a.wn == b.wn and (a.wn == 0 or memcmp(a.wp, b.wp, a.wn) == 0)
+        return True
 
     cdef int _fail(self, Py_ssize_t i, object err) except -1:
         """Spec i ends with err (not with its job's outcome); the call raises the first such

@@ -152,12 +152,16 @@ cdef class GearmanTask(_Listener):
             self._state = "running"
             self._running = True
             if ev == EV_DATA:
+                if self._data is None:
+                    self._data = []
                 self._data.append(chunk)
                 if self._stream is not None:
                     self._stream._chunks.append(chunk)
                     ctx.ctl.pause_requested = True
                 cb = self._callback("data")
             else:
+                if self._warnings is None:
+                    self._warnings = []
                 self._warnings.append(chunk)
                 cb = self._callback("warning")
             if cb is not None:
@@ -205,6 +209,17 @@ cdef class GearmanTask(_Listener):
                 twin._event(task, ctx, ev)
         return 0
 
+    cdef void _quiet(self) noexcept:
+        """A task that no Python code can watch during the run (no callback of its own, none
+        client-wide, not streamed or handed out by as_completed) needs no GIL for its
+        created/complete/fail events: _settle() sets the same fields from what the context
+        kept. Data, warnings and status still come as they arrive (they are kept in order)."""
+        if self._on_created is None and self._on_data is None and self._on_warning is None \
+                and self._on_status is None and self._on_complete is None \
+                and self._on_fail is None and self._on_exception is None \
+                and self._notify is None and self._stream is None:
+            self._want_mask = EV_DATA | EV_WARNING | EV_STATUS
+
     cdef int _settle(self, _TaskCtx *ctx, object err) except -1:
         """After the run: the state from what the context kept (the task itself is freed)."""
         if self._handle is None and ctx.handle[0] != 0:
@@ -225,6 +240,8 @@ cdef class GearmanTask(_Listener):
                                 if ctx.result != NULL else b"")
             # a background job is queued, not done: its task ends as 'created', with its handle
             self._state = "created" if self._background else "complete"
+            if self._background and not self._status_only:
+                self._known = True            # as its created event says
         elif ctx.rc == GEARMAN_WORK_EXCEPTION:
             self._error = _ctx_error(ctx, self.function_name)
             self._exception_text = self._error.message
@@ -251,9 +268,7 @@ cdef GearmanTask _new_task(Client client, bytes fn, bytes uq, object workload, i
     t._priority = priority
     t._background = background
     t._state = "new"
-    t._data = []
-    t._warnings = []
-    t._want_mask = EV_ALL
+    t._want_mask = EV_ALL           # (_data and _warnings: lists made with the first chunk)
     return t
 
 
