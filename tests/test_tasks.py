@@ -482,3 +482,39 @@ def test_client_clone_keeps_options(gearmand, fname, start_worker):
         assert (c2.timeout, c2.identifier, c2.servers) == (7, "orig-c", [gearmand.address])
         with pytest.raises(pygearman.JobException):   # the exceptions option too: no hang
             c2.do_normal(fn, "x")
+
+
+def _task_fields(t):  # type: ignore[no-untyped-def]
+    handle = t.handle
+    return (t.state, t.finished, t.result, t.data, t.warnings, t.numerator, t.denominator,
+            t.known, t.running, t.exception, type(t.error).__name__,
+            handle is not None and handle.startswith("H:"), getattr(handle, "server", None))
+
+
+def test_a_task_set_without_callbacks_ends_with_the_same_fields(gearmand, client, fname,
+                                                                 start_worker):
+    """Tasks that no callback can watch get their created/complete/fail events after the run
+    (no GIL per event); every field must end as it does for a watched task."""
+    fe, fc, fb = fname("echo"), fname("chatty"), fname("boom")
+    start_worker(gearmand.address, {fe: echo, fc: chatty, fb: boom})
+
+    def run(watched: bool):  # type: ignore[no-untyped-def]
+        cb = {"on_complete": lambda t: None} if watched else {}
+        tasks = [client.add_task(fe, "one", **cb), client.add_task(fc, "", **cb),
+                 client.add_task(fb, "x", **cb), client.add_task_background(fe, "bg", **cb),
+                 client.add_task(fe, "same", None, "dup-" + str(watched), **cb),
+                 client.add_task(fe, "same", None, "dup-" + str(watched), **cb)]
+        client.run_tasks(timeout=20)
+        return [_task_fields(t) for t in tasks]
+
+    quiet, watched = run(False), run(True)
+    assert quiet == watched
+    assert [f[0] for f in quiet] == ["complete", "complete", "exception", "created",
+                                     "complete", "complete"]
+    assert quiet[1][3] == [b"chunk0", b"chunk1", b"chunk2"] and quiet[1][4] == [b"careful"]
+    assert quiet[3][7] is True            # a queued background job is known
+    # the client-wide callbacks make every task watched: still the same fields
+    seen = []
+    client.set_complete_callback(lambda t: seen.append(t.result))
+    assert run(False) == quiet
+    assert sorted(seen) == sorted([b"one", b"end", b"same", b"same"])

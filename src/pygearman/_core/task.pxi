@@ -240,15 +240,19 @@ cdef class GearmanTask(_Listener):
                                 if ctx.result != NULL else b"")
             # a background job is queued, not done: its task ends as 'created', with its handle
             self._state = "created" if self._background else "complete"
-            if self._background and not self._status_only:
-                self._known = True            # as its created event says
+            if not self._status_only:
+                # as the created (queued: known) or complete (done: neither) event says
+                self._known = self._background
+                self._running = False
         elif ctx.rc == GEARMAN_WORK_EXCEPTION:
             self._error = _ctx_error(ctx, self.function_name)
             self._exception_text = self._error.message
             self._state = "exception"
+            self._known = self._running = False
         elif ctx.rc == GEARMAN_WORK_FAIL:
             self._error = _ctx_error(ctx, self.function_name)
             self._state = "failed"
+            self._known = self._running = False
         elif self._state is not None and self._state != "new":
             self._error = _ctx_error(ctx, self.function_name)
             self._state = "error"
