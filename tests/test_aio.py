@@ -387,6 +387,39 @@ def test_aclose_with_calls_pending_and_loop_gone(gearmand, fname, start_worker):
     run(later())
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_a_client_used_before_fork_works_in_the_child(gearmand, fname, start_worker):
+    import os
+    fn = fname("echo")
+    start_worker(gearmand.address, {fn: lambda job: job.workload})
+    client = AsyncClient(gearmand.address, timeout=10)
+
+    async def some(tag: bytes) -> List[Any]:
+        return list(await asyncio.gather(*(client.submit(fn, tag) for _ in range(20))))
+
+    assert run(some(b"p")) == [b"p"] * 20            # threads and connections made before
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if run(asyncio.wait_for(some(b"c"), 8)) == [b"c"] * 20 else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the child hung")
+        time.sleep(0.02)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert run(some(b"p2")) == [b"p2"] * 20
+    run(client.aclose())
+
+
 def test_aio_examples(gearmand):
     import os
     import signal

@@ -33,9 +33,11 @@ import collections
 import concurrent.futures
 import functools
 import logging
+import os
 import queue
 import threading
 import time
+import weakref
 from types import TracebackType
 from typing import (Any, AsyncIterator, Callable, Coroutine, Deque, Dict, Iterable, List,
                     Literal, Optional, Sequence, Set, Tuple, Type, TypeVar, Union, cast,
@@ -169,6 +171,14 @@ class _ClientPool:
             if client is not None:
                 client.close()
 
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's threads do not exist here (nor do their clients),
+        its lock may have been held, its queued calls belong to the parent's loop."""
+        self._cond = threading.Condition()
+        self._items = collections.deque()
+        self._threads = set()
+        self._idle = self._busy = 0
+
     def shutdown(self) -> None:
         """Refuse new calls, cancel queued ones, let idle threads exit. Running calls finish
         by themselves (their job ends or their deadline passes)."""
@@ -182,6 +192,19 @@ class _ClientPool:
 
 
 # -- the client ---------------------------------------------------------------------------------
+
+# Every AsyncClient, so that a forked child can reset them (their threads stayed in the parent).
+_clients: "weakref.WeakSet[AsyncClient]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_clients):
+        client._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class AsyncClient:
     """An asyncio Gearman client.
@@ -218,6 +241,17 @@ class AsyncClient:
         self._limits: Dict[Any, int] = {}        # size of the next batch, in a turn that filled one
         # batches a thread is running (their cancelled calls are the abandoned ones)
         self._running: Set[_Batch] = set()
+        _clients.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: start afresh (threads, batches and calls were the parent's)."""
+        self._pool._after_fork()
+        self._lock = threading.Lock()
+        self._abandoned = 0
+        self._batches = {}
+        self._open = None
+        self._limits = {}
+        self._running = set()
 
     # -- introspection -----------------------------------------------------------------------
 
