@@ -593,8 +593,9 @@ class _Batch:
 class _Call(asyncio.Future, Coroutine[Any, Any, Any]):  # type: ignore[type-arg]
     """What ``AsyncClient.submit()`` returns: an asyncio future of the job's outcome, which
     can also be driven as a coroutine, so ``await``, ``asyncio.gather()``, ``wait_for()`` and
-    ``create_task()`` all take it (gather and wait_for take it as the future it is: no Task).
-    """
+    ``create_task()`` all take it (gather and wait_for take it as the future it is: no Task;
+    on Python 3.9 they wrap it in a Task, as ensure_future() tests for coroutines first).
+    Checked on 3.9 to 3.13, with the eager task factory of 3.12+ too."""
 
     __slots__ = ()
 
