@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""W6: N concurrent ``await client.submit()`` from one asyncio client, side by side with the ways
-a Python program can run the same N jobs: the sync loop, ``submit_many``, a thread pool around
-``do_normal``, and aiogear (the pure-asyncio Gearman library) when it is installed. Two raw-C echo
-workers (benchmarks/c/gmbench.c) serve every mode; gearmand is fresh per measurement. Reports
-jobs/s and client CPU per job (the client process's own CPU, measured around the timed part),
-medians of --repeat interleaved runs.
+"""W6: N concurrent ``await client.submit()`` from one asyncio client (gathered, and each in a
+Task of its own), side by side with the ways a Python program can run the same N jobs: the sync
+loop, ``submit_many``, a thread pool around ``do_normal``, and aiogear (the pure-asyncio Gearman
+library) when it is installed. Two raw-C echo workers (benchmarks/c/gmbench.c) serve every
+mode; gearmand is fresh per measurement. Reports jobs/s and client CPU per job (the client
+process's own CPU, measured around the timed part), medians of --repeat interleaved runs.
 
     python benchmarks/aio_bench.py                 # 10,000 jobs, 5 repeats
     python benchmarks/aio_bench.py --n 2000 --repeat 3
@@ -52,6 +52,25 @@ def mode_async(address: str, fn: str, n: int) -> Tuple[float, float]:
             await c.submit(fn, b"warm")
             t0, c0 = time.perf_counter(), cpu()
             out = await asyncio.gather(*(c.submit(fn, b"x" * 64) for _ in range(n)))
+            t1, c1 = time.perf_counter(), cpu()
+            assert len(out) == n and out[0] == b"x" * 64
+            return t1 - t0, c1 - c0
+    return asyncio.run(main())
+
+
+def mode_async_tasks(address: str, fn: str, n: int) -> Tuple[float, float]:
+    """The same jobs, each awaited by a coroutine of its own (a Task per call, as a server
+    handling one request per task would)."""
+    from pygearman.aio import AsyncClient
+
+    async def main() -> Tuple[float, float]:
+        async with AsyncClient(address, timeout=60) as c:
+            async def one() -> bytes:
+                return await c.submit(fn, b"x" * 64)
+
+            await one()
+            t0, c0 = time.perf_counter(), cpu()
+            out = await asyncio.gather(*(one() for _ in range(n)))
             t1, c1 = time.perf_counter(), cpu()
             assert len(out) == n and out[0] == b"x" * 64
             return t1 - t0, c1 - c0
@@ -128,6 +147,7 @@ def mode_aiogear(address: str, fn: str, n: int) -> Tuple[float, float]:
 
 MODES: Dict[str, Callable[[str, str, int], Tuple[float, float]]] = {
     "asyncio submit (pygearman.aio)": mode_async,
+    "asyncio submit (a Task per call)": mode_async_tasks,
     "ThreadPoolExecutor(16) + do_normal": mode_threads,
     "submit_many (sync)": mode_many,
     "do_normal loop (sync)": mode_loop,

@@ -3,10 +3,12 @@
 # item 8), then a summary of what valgrind found in frames of the extension (_libgearman) or of
 # libgearman: invalid reads/writes and definite leaks.
 #
-#   scripts/reliability-valgrind.sh [PYTHON] [ROUNDS]
+#   scripts/reliability-valgrind.sh [PYTHON] [ROUNDS] [PART]
 #
 # PYTHON defaults to .venv/bin/python (then python3); ROUNDS (default 100) scales the number of
-# jobs per API. gearmand runs outside valgrind (a child process valgrind does not follow).
+# jobs per API. PART: all (default), sync (the client and worker), or aio (the asyncio part
+# alone: concurrent submits, a cancelled await, timed-out awaits, aclose() with awaits pending,
+# a stream left early, a task set, AsyncWorker). gearmand runs outside valgrind (a child process valgrind does not follow).
 # The full log is kept in $OUT (default: a temporary directory, printed at the end).
 #
 # The last part leaves streams early (break, an exception in the loop, close() before the job
@@ -17,6 +19,8 @@ set -eu
 
 PY=${1:-}
 ROUNDS=${2:-100}
+PART=${3:-all}
+case "$PART" in all|sync|aio) ;; *) echo "PART must be all, sync or aio" >&2; exit 2;; esac
 if [ -z "$PY" ]; then
     if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
@@ -33,6 +37,7 @@ from pygearman.testing import GearmandServer, free_port
 
 ROUNDS = int(sys.argv[1])
 PIDFILE = sys.argv[2]
+PART = sys.argv[3]
 kept = []
 
 def echo(job):
@@ -60,8 +65,116 @@ def chunky(job):
         time.sleep(0.05)
     return b"done"
 
+def slow(job):
+    time.sleep(0.3)
+    return job.workload
+
 class Boom(Exception):
     pass
+
+def exercise_aio(address):
+    """The asyncio client and worker: the pipelined submit path and its ways out."""
+    import asyncio
+    from pygearman.aio import AsyncClient, AsyncWorker
+
+    async def client_part():
+        async with AsyncClient(address, timeout=120) as ac:
+            for _ in range(max(1, ROUNDS // 10)):
+                calls = [ac.submit("echo", b"a%d" % i) for i in range(50)]
+                calls += [ac.submit("boom", b""), ac.submit("echo", b"bg", background=True),
+                          ac.submit("echo", b"u", unique="vg-u", priority=pygearman.Priority.HIGH),
+                          ac.submit("echo", 12)]
+                out = await asyncio.gather(*calls, return_exceptions=True)
+                assert out[:50] == [b"a%d" % i for i in range(50)], out[:3]
+                assert isinstance(out[50], pygearman.JobException) and isinstance(out[53], TypeError)
+                t = asyncio.create_task(ac.submit("echo", b"t"))
+                assert await t == b"t"
+            # a cancelled await (its batch running), timed-out awaits (the call's own deadline,
+            # wait_for), then the abandoned calls end
+            t = asyncio.create_task(ac.submit("slow", b"c"))
+            await asyncio.sleep(0.1)
+            t.cancel()
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+            try:
+                await ac.submit("nobody-serves-this", b"x", timeout=0.3)
+            except pygearman.GearmanTimeoutError:
+                pass
+            try:
+                await asyncio.wait_for(ac.submit("slow", b"w"), 0.05)
+            except asyncio.TimeoutError:
+                pass
+            while ac.abandoned:
+                await asyncio.sleep(0.05)
+            # a stream left early, a stream to its end, a task set
+            async with ac.stream("chunky", b"") as chunks:
+                async for chunk in chunks:
+                    break
+            async with ac.stream("chatty", b"") as chunks:
+                assert [c async for c in chunks] == [b"chunk"]
+            async with ac.task_set() as ts:
+                for i in range(10):
+                    ts.add("echo", b"%d" % i)
+                ts.add("boom", b"")
+            assert [await ac.submit_many("echo", [b"m"] * 5)] == [[b"m"] * 5]
+        # closed with awaits pending: one running, one queued behind it
+        ac = AsyncClient(address, timeout=120, max_workers=1, idle_timeout=0.2)
+        running = ac.submit("slow", b"r")
+        await asyncio.sleep(0.05)
+        queued = ac.submit("echo", b"q")
+        await asyncio.sleep(0.05)
+        await ac.aclose()
+        try:
+            await queued
+        except RuntimeError:
+            pass
+        assert await running == b"r"
+
+    asyncio.run(client_part())
+    # a call whose loop is gone before its result arrives
+    ac = AsyncClient(address, timeout=120, idle_timeout=0.2)
+
+    async def leave():
+        ac.submit("slow", b"gone")
+        asyncio.create_task(ac.submit("slow", b"cancelled by asyncio.run"))
+        await asyncio.sleep(0.05)
+
+    asyncio.run(leave())
+    time.sleep(0.8)
+    asyncio.run(ac.aclose())
+
+    async def worker_part():
+        aw = AsyncWorker(address, concurrency=2)
+
+        @aw.function("vg-async")
+        async def vg_async(job):
+            await job.send_status(1, 2)
+            await job.send_data(b"d")
+            if job.workload == b"boom":
+                raise ValueError("no")
+            await asyncio.sleep(0)
+            return job.workload
+
+        runner = asyncio.create_task(aw.run())
+        loop = asyncio.get_running_loop()
+
+        def sync_calls():
+            with GearmanClient(address, timeout=120) as c:
+                for i in range(max(1, ROUNDS // 5)):
+                    assert c.do_normal("vg-async", b"%d" % i) == b"%d" % i
+                try:
+                    c.do_normal("vg-async", b"boom")
+                except pygearman.JobException:
+                    pass
+
+        await loop.run_in_executor(None, sync_calls)
+        aw.stop()
+        await runner
+
+    asyncio.run(worker_part())
+    print("AIO-OK", flush=True)
 
 def leave_stream(c, how):
     """Leave a stream before its job ended."""
@@ -88,10 +201,18 @@ with GearmandServer() as server:
     # reported in RELIABILITY.md), and the "retry" job below would never finish
     w = GearmanWorker(server.address, max_retries=1)
     for name, fn in (("echo", echo), ("chatty", chatty), ("boom", boom), ("keep", keep), ("retry", retry),
-                     ("chunky", chunky)):
+                     ("chunky", chunky), ("slow", slow)):
         w.add_function(name, fn)
     wt = threading.Thread(target=w.run, daemon=True)
     wt.start()
+    if PART in ("all", "aio"):
+        exercise_aio(server.address)
+    if PART == "aio":
+        w.stop()
+        wt.join()
+        w.close()
+        print("EXERCISE-OK")
+        sys.exit(0)
     c = GearmanClient(server.address, timeout=120, identifier="vg-client")
     for i in range(ROUNDS):
         assert c.do_normal("echo", b"x%d" % i) == b"x%d" % i
@@ -170,7 +291,10 @@ with GearmandServer() as server:
     w.close()
     dw = GearmanWorker("127.0.0.1:%d" % free_port())
     dw.add_function("f", echo)
-    dw.work(timeout=0.5)
+    try:
+        dw.work(timeout=0.5)
+    except pygearman.GearmanConnectionError:     # what a dead port gives now
+        pass
     dw.close()
 print("EXERCISE-OK")
 EOF
@@ -178,7 +302,7 @@ EOF
 echo "valgrind memcheck: $PY $OUT/exercise.py $ROUNDS (this takes a few minutes)"
 PYTHONMALLOC=malloc valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite \
     --errors-for-leak-kinds=definite --num-callers=40 --log-file="$OUT/valgrind.log" \
-    "$PY" "$OUT/exercise.py" "$ROUNDS" "$OUT/gearmand.pid" > "$OUT/stdout.txt" 2>&1 || true
+    "$PY" "$OUT/exercise.py" "$ROUNDS" "$OUT/gearmand.pid" "$PART" > "$OUT/stdout.txt" 2>&1 || true
 FAILED=0
 if ! grep -q EXERCISE-OK "$OUT/stdout.txt"; then
     FAILED=1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from typing import Any, Awaitable, Callable, List, TypeVar
@@ -307,6 +308,118 @@ def test_a_call_cancelled_while_queued_is_never_sent(gearmand, fname, start_work
         assert calls == [b"first"]
 
     run(main())
+
+
+def test_pipelined_submits_keep_per_call_options(gearmand, fname, start_worker):
+    from pygearman import Priority
+    fn, boom, nobody = fname("echo"), fname("boom"), fname("nobody")
+
+    def explode(job: Any) -> bytes:
+        raise ValueError("only me")
+
+    start_worker(gearmand.address, {fn: lambda job: job.workload + b"/" + job.unique.encode(),
+                                    boom: explode})
+
+    async def main() -> None:
+        async with AsyncClient(gearmand.address, timeout=20) as client:
+            tasks_before = len(asyncio.all_tasks())
+            calls = [client.submit(fn, b"%d" % i) for i in range(200)]
+            assert all(isinstance(c, asyncio.Future) for c in calls)   # no Task per call
+            if sys.version_info >= (3, 10):     # 3.9's gather() wraps anything coroutine-like
+                assert len(asyncio.all_tasks()) == tasks_before
+            calls += [client.submit(boom, b"x"),
+                      client.submit(fn, b"hi", priority=Priority.HIGH, unique="u-hi"),
+                      client.submit(fn, b"lo", priority=Priority.LOW, unique="u-lo"),
+                      client.submit(fn, b"bg", background=True),
+                      client.submit(fn, b"bad", priority=7),             # type: ignore[arg-type]
+                      client.submit(nobody, b"x", timeout=0.3)]
+            out = await asyncio.gather(*calls, return_exceptions=True)
+            assert all(o.startswith(b"%d/" % i) for i, o in enumerate(out[:200]))
+            assert isinstance(out[200], JobException) and out[200].message == "ValueError: only me"
+            assert out[201] == b"hi/u-hi" and out[202] == b"lo/u-lo"
+            assert isinstance(out[203], str) and out[203].startswith("H:")
+            assert isinstance(out[204], ValueError)
+            assert isinstance(out[205], GearmanTimeoutError)
+            assert isinstance(out[205], asyncio.TimeoutError)
+            # still a coroutine for create_task(), and awaitable once done
+            t = asyncio.create_task(client.submit(fn, b"t", unique="u-t"))
+            assert await t == b"t/u-t"
+            c = client.submit(fn, b"twice", unique="u-2")
+            assert await c == b"twice/u-2" and await c == b"twice/u-2"
+
+    run(main())
+    # no running loop when called: a coroutine, run by asyncio.run
+    client = AsyncClient(gearmand.address, timeout=20)
+    assert run(client.submit(fn, b"r", unique="u-r")) == b"r/u-r"
+    run(client.aclose())
+
+
+def test_aclose_with_calls_pending_and_loop_gone(gearmand, fname, start_worker):
+    fn = fname("slow")
+    start_worker(gearmand.address, {fn: sleeper(0.5)})
+    client = AsyncClient(gearmand.address, timeout=10, max_workers=1, idle_timeout=0.3)
+
+    async def first() -> None:
+        running = client.submit(fn, b"a")
+        await asyncio.sleep(0.1)                 # its batch holds the only thread
+        queued = client.submit(fn, b"b")
+        await asyncio.sleep(0.05)
+        await client.aclose()
+        with pytest.raises(RuntimeError, match="closed"):
+            await queued                          # never sent
+        assert await running == b"slept a"       # a running batch finishes
+
+    run(first())
+    client = AsyncClient(gearmand.address, timeout=10, idle_timeout=0.3)
+
+    async def leave() -> None:
+        asyncio.create_task(client.submit(fn, b"left"))
+        client.submit(fn, b"never awaited")      # its result arrives after the loop is gone
+        await asyncio.sleep(0.1)                 # running when asyncio.run() ends
+
+    run(leave())                                 # cancels the task, closes the loop
+    assert client.abandoned == 1
+
+    async def later() -> None:
+        await eventually(lambda: client.abandoned == 0 and client.busy == 0, 5,
+                         "the jobs to end")
+        assert await client.submit(fn, b"again") == b"slept again"
+        await client.aclose()
+
+    run(later())
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_a_client_used_before_fork_works_in_the_child(gearmand, fname, start_worker):
+    import os
+    fn = fname("echo")
+    start_worker(gearmand.address, {fn: lambda job: job.workload})
+    client = AsyncClient(gearmand.address, timeout=10)
+
+    async def some(tag: bytes) -> List[Any]:
+        return list(await asyncio.gather(*(client.submit(fn, tag) for _ in range(20))))
+
+    assert run(some(b"p")) == [b"p"] * 20            # threads and connections made before
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if run(asyncio.wait_for(some(b"c"), 8)) == [b"c"] * 20 else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the child hung")
+        time.sleep(0.02)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert run(some(b"p2")) == [b"p2"] * 20
+    run(client.aclose())
 
 
 def test_aio_examples(gearmand):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import logging
@@ -53,8 +54,8 @@ class AsyncJob:
         self.unique: str = job.unique
         self.function_name: str = job.function_name
         self._loop = loop
-        self._requests: "queue.SimpleQueue[Optional[Tuple[str, Tuple[Any, ...], asyncio.Future[None]]]]" \
-            = queue.SimpleQueue()
+        # send_* requests (tuples), then the job's own done Task
+        self._requests: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
 
     async def _send(self, method: str, *args: Any) -> None:
         fut: asyncio.Future[None] = self._loop.create_future()
@@ -87,17 +88,15 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 def _run_on_loop(fn: AsyncJobFunction, loop: asyncio.AbstractEventLoop,
                  job: GearmanJob) -> Result:
     """In the worker thread: run the coroutine on the loop, serving its send_* requests here
-    (a GearmanJob may only be used by the thread that runs its function)."""
+    (a GearmanJob may only be used by the thread that runs its function). One wake-up of the
+    loop starts the job; its Task, once done, is the last item of the request queue (no
+    concurrent future, no coroutine wrapper, no chained callbacks per job)."""
     ajob = AsyncJob(job, loop)
-
-    async def call() -> Result:
-        return await fn(ajob)
-
-    cfut = asyncio.run_coroutine_threadsafe(call(), loop)
-    cfut.add_done_callback(lambda f: ajob._requests.put(None))
+    requests = ajob._requests
+    loop.call_soon_threadsafe(_start_job, fn, ajob)   # RuntimeError if the loop is closed
     while True:
-        req = ajob._requests.get()
-        if req is None:
+        req = requests.get()
+        if req.__class__ is not tuple:
             break
         method, args, reply = req
         try:
@@ -106,7 +105,22 @@ def _run_on_loop(fn: AsyncJobFunction, loop: asyncio.AbstractEventLoop,
             _post(loop, _settle, reply, None, e)
         else:
             _post(loop, _settle, reply, None, None)
-    return cfut.result()
+    done = cast("asyncio.Future[Result]", req)
+    if done.cancelled():                  # the loop is shutting down: a job error, as before
+        raise concurrent.futures.CancelledError()
+    return done.result()                  # done: safe to read from this thread
+
+
+def _start_job(fn: AsyncJobFunction, ajob: "AsyncJob") -> None:
+    """On the loop: the job function's Task; when done it goes to the worker thread."""
+    try:
+        task: asyncio.Future[Result] = asyncio.ensure_future(fn(ajob))
+    except BaseException as e:          # fn raised before returning an awaitable
+        task = ajob._loop.create_future()
+        task.set_exception(e)
+        ajob._requests.put(task)
+        return
+    task.add_done_callback(ajob._requests.put)
 
 
 class AsyncWorker:

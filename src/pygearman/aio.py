@@ -13,13 +13,14 @@ libgearman has no public way to hand its sockets to an event loop
 GearmanClient (clients are not thread-safe), with the GIL released while they wait. Plain
 ``submit()`` calls are pipelined: every call made in one turn of the event loop goes out in one
 batch, run in C by one thread (all jobs in flight at once, as ``submit_many`` does), and the
-results come back in one ``loop.call_soon_threadsafe`` per batch. 10,000 concurrent
-``await client.submit()`` cost about as much client CPU per job as a synchronous
-``do_normal`` loop (benchmarks/aio_bench.py). Calls with ``on_data``/``on_status``/``when``,
-status queries and streams take a thread each.
+results come back in one ``loop.call_soon_threadsafe`` per batch. ``submit()`` queues its job
+when called and returns an asyncio future (no coroutine, no Task per call) that
+``create_task()`` also takes as a coroutine (benchmarks/aio_bench.py measures 10,000
+concurrent ``await client.submit()``). Calls with ``on_data``/``on_status``/``when``, status
+queries and streams take a thread each.
 
 Cancellation: cancelling an ``await`` raises ``CancelledError`` in the awaiting coroutine at
-once. A call cancelled before its batch was handed to a thread is never sent. A call already
+once. A call cancelled before a thread starts its batch is never sent. A call already
 running cannot be interrupted from another thread (libgearman has no wakeup for clients): its
 batch keeps running until its jobs end or the ``timeout`` passes, and the result is dropped
 (``abandoned`` counts such calls). The job itself keeps running on the server (Gearman has no
@@ -32,11 +33,13 @@ import collections
 import concurrent.futures
 import functools
 import logging
+import os
 import queue
 import threading
 import time
+import weakref
 from types import TracebackType
-from typing import (Any, AsyncIterator, Callable, Deque, Dict, Iterable, List,
+from typing import (Any, AsyncIterator, Callable, Coroutine, Deque, Dict, Iterable, List,
                     Literal, Optional, Sequence, Set, Tuple, Type, TypeVar, Union, cast,
                     overload)
 
@@ -54,11 +57,15 @@ __all__ = ["AsyncClient", "AsyncJobStream", "AsyncTaskSet", "AsyncTask", "AsyncW
 _log = logging.getLogger("pygearman.aio")
 
 # Calls of one loop turn beyond this many go out in several batches, the first ones while the
-# loop is still making the rest.
+# loop is still making the rest; each further batch of the same turn may hold _CHUNK_GROWTH
+# times as many (a thread and a connection per batch cost client CPU: 10,000 calls of one turn
+# go out in 3 batches, not 10).
 _PIPELINE_CHUNK = 1000
+_CHUNK_GROWTH = 4
 
 T = TypeVar("T")
 _UNSET: Any = _libgearman.UNSET
+_get_running_loop = asyncio.events._get_running_loop
 
 
 from pygearman._aio_worker import (AnyJobFunction, AsyncJob, AsyncJobFunction, AsyncWorker,
@@ -164,6 +171,14 @@ class _ClientPool:
             if client is not None:
                 client.close()
 
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's threads do not exist here (nor do their clients),
+        its lock may have been held, its queued calls belong to the parent's loop."""
+        self._cond = threading.Condition()
+        self._items = collections.deque()
+        self._threads = set()
+        self._idle = self._busy = 0
+
     def shutdown(self) -> None:
         """Refuse new calls, cancel queued ones, let idle threads exit. Running calls finish
         by themselves (their job ends or their deadline passes)."""
@@ -177,6 +192,19 @@ class _ClientPool:
 
 
 # -- the client ---------------------------------------------------------------------------------
+
+# Every AsyncClient, so that a forked child can reset them (their threads stayed in the parent).
+_clients: "weakref.WeakSet[AsyncClient]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_clients):
+        client._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class AsyncClient:
     """An asyncio Gearman client.
@@ -206,8 +234,24 @@ class AsyncClient:
         self._abandoned = 0
         self._lock = threading.Lock()
         self._closed = False
-        # submissions of the current loop turn, by (loop, timeout): (futures, jobs)
-        self._batches: Dict[Any, Tuple[List["asyncio.Future[Any]"], List[Any]]] = {}
+        # submissions of the current loop turn, by (loop, timeout); _open is the latest one
+        # (checked first: consecutive calls almost always share loop and timeout)
+        self._batches: Dict[Any, _Batch] = {}
+        self._open: Optional[_Batch] = None
+        self._limits: Dict[Any, int] = {}        # size of the next batch, in a turn that filled one
+        # batches a thread is running (their cancelled calls are the abandoned ones)
+        self._running: Set[_Batch] = set()
+        _clients.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: start afresh (threads, batches and calls were the parent's)."""
+        self._pool._after_fork()
+        self._lock = threading.Lock()
+        self._abandoned = 0
+        self._batches = {}
+        self._open = None
+        self._limits = {}
+        self._running = set()
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -240,79 +284,59 @@ class AsyncClient:
     def abandoned(self) -> int:
         """Cancelled calls whose thread is still waiting for the job or its deadline."""
         with self._lock:
-            return self._abandoned
+            return self._abandoned + sum(f.cancelled() for b in self._running
+                                         for f in b.futures)
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _pipeline(self, loop: asyncio.AbstractEventLoop, function: Name, workload: Workload,
-                  unique: Optional[Name], priority: Priority, background: bool,
-                  timeout: Timeout) -> "asyncio.Future[Any]":
-        """Queue one job for the batch of this loop turn (sent by _flush, scheduled once)."""
-        fut: "asyncio.Future[Any]" = loop.create_future()
+    def _batch_for(self, loop: asyncio.AbstractEventLoop, timeout: Timeout) -> "_Batch":
+        """The batch of this loop turn for this timeout (sent by _flush, scheduled once)."""
         key = (id(loop), type(timeout), timeout if isinstance(timeout, (int, float))
                or timeout is None else id(timeout))
         batch = self._batches.get(key)
         if batch is None:
-            batch = self._batches[key] = ([], [])
-            loop.call_soon(self._flush, loop, key, timeout)
-        batch[0].append(fut)
-        batch[1].append((function, workload, unique, int(priority), background))
-        if len(batch[0]) >= _PIPELINE_CHUNK:
-            # a big turn: send what is there now, so that a thread works on it while the loop
-            # goes on making the rest (the scheduled _flush then finds a new batch or none)
-            self._flush(loop, key, timeout)
-        return fut
+            batch = self._batches[key] = _Batch(loop, timeout, key,
+                                                self._limits.get(key, _PIPELINE_CHUNK))
+            loop.call_soon(self._flush, batch)
+        self._open = batch
+        return batch
 
-    def _flush(self, loop: asyncio.AbstractEventLoop, key: Any, timeout: Timeout) -> None:
-        item = self._batches.pop(key, None)
-        if item is None:
+    def _flush(self, batch: "_Batch") -> None:
+        """Hand a batch to a thread (once: at the end of its loop turn, or when full)."""
+        if batch.sent:
             return                       # already sent (a full chunk)
-        futures, jobs = item
-        live = [i for i, f in enumerate(futures) if not f.cancelled()]   # never sent
-        if not live:
-            return
-        if len(live) != len(futures):
-            futures = [futures[i] for i in live]
-            jobs = [jobs[i] for i in live]
+        batch.sent = True
+        if len(batch.futures) >= batch.limit:
+            self._limits[batch.key] = batch.limit * _CHUNK_GROWTH     # the next of this turn
+        else:
+            self._limits.pop(batch.key, None)                        # the turn has ended
+        if self._batches.get(batch.key) is batch:
+            del self._batches[batch.key]
+        if self._open is batch:
+            self._open = None
         if self._closed:
-            err = RuntimeError("this AsyncClient is closed")
-            for f in futures:
-                f.set_exception(err)
+            _settle_all(batch.futures, RuntimeError("this AsyncClient is closed"))
             return
+        cfut = self._pool.submit(functools.partial(self._run_batch, batch))
+        cfut.add_done_callback(functools.partial(_batch_done, batch))
 
-        def run(client: GearmanClient) -> List[Any]:
-            return client._submit_jobs(jobs, timeout, 250)
-
-        cfut = self._pool.submit(run)
-        # Calls cancelled while their batch waits for a thread: once all are, the batch is
-        # never sent. Calls cancelled while it runs are counted as abandoned until it ends.
-        state = {"cancelled": 0, "abandoned": 0}
-
-        def on_cancel(f: "asyncio.Future[Any]") -> None:
-            if not f.cancelled() or cfut.done():
-                return
-            state["cancelled"] += 1
-            if state["cancelled"] == len(futures) and cfut.cancel():
-                return                     # not started: nothing was sent
-            if cfut.running():
-                with self._lock:
-                    self._abandoned += 1
-                state["abandoned"] += 1
-
-        for f in futures:
-            f.add_done_callback(on_cancel)
-
-        def done(cf: "concurrent.futures.Future[List[Any]]") -> None:
-            if cf.cancelled():
-                outcomes: List[Any] = [RuntimeError("this AsyncClient was closed")] * len(futures)
-            elif cf.exception() is not None:
-                outcomes = [cf.exception()] * len(futures)
-            else:
-                outcomes = cf.result()
-            if not _post(loop, _settle_batch, futures, outcomes, self, state):
-                _log.debug("event loop closed: results of a batch dropped")
-
-        cfut.add_done_callback(done)
+    def _run_batch(self, batch: "_Batch", client: GearmanClient) -> List[Any]:
+        """In a pool thread. Calls cancelled by now are never sent; calls cancelled while the
+        batch runs count as abandoned until it ends (``abandoned``)."""
+        futures = batch.futures
+        live = [i for i, f in enumerate(futures) if not f.done()]
+        if len(live) != len(futures):
+            batch.futures = [futures[i] for i in live]
+            batch.jobs = [batch.jobs[i] for i in live]
+        if not live:
+            return []
+        with self._lock:
+            self._running.add(batch)
+        try:
+            return client._submit_jobs(batch.jobs, batch.timeout, 250)
+        finally:
+            with self._lock:
+                self._running.discard(batch)
 
     async def _call(self, fn: Callable[[GearmanClient], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -357,49 +381,77 @@ class AsyncClient:
     # -- single jobs -------------------------------------------------------------------------
 
     @overload
-    async def submit(self, function: Name, workload: Workload = ..., *,
-                     priority: Priority = ..., background: Literal[False] = ...,
-                     unique: Optional[Name] = ..., timeout: Timeout = ...,
-                     when: Optional[When] = ..., on_data: Optional[DataCallback] = ...,
-                     on_warning: Optional[DataCallback] = ...,
-                     on_status: Optional[StatusCallback] = ...) -> bytes: ...
+    def submit(self, function: Name, workload: Workload = ..., *,
+               priority: Priority = ..., background: Literal[False] = ...,
+               unique: Optional[Name] = ..., timeout: Timeout = ...,
+               when: Optional[When] = ..., on_data: Optional[DataCallback] = ...,
+               on_warning: Optional[DataCallback] = ...,
+               on_status: Optional[StatusCallback] = ...) -> Coroutine[Any, Any, bytes]: ...
 
     @overload
-    async def submit(self, function: Name, workload: Workload = ..., *,
-                     priority: Priority = ..., background: Literal[True],
-                     unique: Optional[Name] = ..., timeout: Timeout = ...,
-                     when: Optional[When] = ..., on_data: Optional[DataCallback] = ...,
-                     on_warning: Optional[DataCallback] = ...,
-                     on_status: Optional[StatusCallback] = ...) -> str: ...
+    def submit(self, function: Name, workload: Workload = ..., *,
+               priority: Priority = ..., background: Literal[True],
+               unique: Optional[Name] = ..., timeout: Timeout = ...,
+               when: Optional[When] = ..., on_data: Optional[DataCallback] = ...,
+               on_warning: Optional[DataCallback] = ...,
+               on_status: Optional[StatusCallback] = ...) -> Coroutine[Any, Any, str]: ...
 
     @overload
-    async def submit(self, function: Name, workload: Workload = ..., *,
-                     priority: Priority = ..., background: bool,
-                     unique: Optional[Name] = ..., timeout: Timeout = ...,
-                     when: Optional[When] = ..., on_data: Optional[DataCallback] = ...,
-                     on_warning: Optional[DataCallback] = ...,
-                     on_status: Optional[StatusCallback] = ...) -> Union[bytes, str]: ...
+    def submit(self, function: Name, workload: Workload = ..., *,
+               priority: Priority = ..., background: bool,
+               unique: Optional[Name] = ..., timeout: Timeout = ...,
+               when: Optional[When] = ..., on_data: Optional[DataCallback] = ...,
+               on_warning: Optional[DataCallback] = ...,
+               on_status: Optional[StatusCallback] = ...
+               ) -> Coroutine[Any, Any, Union[bytes, str]]: ...
 
-    async def submit(self, function: Name, workload: Workload = b"", *,
-                     priority: Priority = Priority.NORMAL, background: bool = False,
-                     unique: Optional[Name] = None, timeout: Timeout = _UNSET,
-                     when: Optional[When] = None, on_data: Optional[DataCallback] = None,
-                     on_warning: Optional[DataCallback] = None,
-                     on_status: Optional[StatusCallback] = None) -> Union[bytes, str]:
+    def submit(self, function: Name, workload: Workload = b"", *,
+               priority: Priority = Priority.NORMAL, background: bool = False,
+               unique: Optional[Name] = None, timeout: Timeout = _UNSET,
+               when: Optional[When] = None, on_data: Optional[DataCallback] = None,
+               on_warning: Optional[DataCallback] = None,
+               on_status: Optional[StatusCallback] = None
+               ) -> Coroutine[Any, Any, Union[bytes, str]]:
         """Submit a job: foreground returns its result (bytes), background its handle (str).
         ``on_data(chunk)``, ``on_warning(chunk)`` and ``on_status(numerator, denominator)``
         (foreground only) are called in the event loop's thread as the worker reports.
         Raises what :meth:`GearmanClient.submit` raises (JobException, JobFailed,
         GearmanTimeoutError, GearmanConnectionError).
 
-        Calls made in the same turn of the event loop go out together, as one pipelined batch
-        run in C by one of the client's threads, and their results come back together (one
-        wake-up of the loop per batch, not per job)."""
+        Called in a running loop without callbacks or ``when``, the job is queued at once and
+        the call returns an asyncio future of its outcome (which ``create_task()`` also takes);
+        otherwise it returns a coroutine. Calls made in the same turn of the event loop go out
+        together, as one pipelined batch run in C by one of the client's threads, and their
+        results come back together (one wake-up of the loop per batch, not per job)."""
+        # No coroutine and no Task per call: ~8 us/job less loop CPU with gather() (W6).
+        loop = _get_running_loop()
+        if loop is None or self._closed or when is not None or on_data is not None \
+                or on_warning is not None or on_status is not None:
+            return self._submit(function, workload, priority, background, unique, timeout,
+                                when, on_data, on_warning, on_status)
+        fut = _Call(loop=loop)
+        batch = self._open
+        if batch is None or batch.loop is not loop or batch.timeout is not timeout:
+            batch = self._batch_for(loop, timeout)
+        futures = batch.futures
+        futures.append(fut)
+        batch.jobs.append((function, workload, unique, priority, background))
+        if len(futures) >= batch.limit:
+            # a big turn: send what is there now, so that a thread works on it while the loop
+            # goes on making the rest (the scheduled _flush then finds it sent)
+            self._flush(batch)
+        return fut
+
+    async def _submit(self, function: Name, workload: Workload, priority: Priority,
+                      background: bool, unique: Optional[Name], timeout: Timeout,
+                      when: Optional[When], on_data: Optional[DataCallback],
+                      on_warning: Optional[DataCallback],
+                      on_status: Optional[StatusCallback]) -> Union[bytes, str]:
         self._check_open()
         loop = asyncio.get_running_loop()
         if when is None and on_data is None and on_warning is None and on_status is None:
-            return await self._pipeline(loop, function, workload, unique, priority,  # type: ignore[no-any-return]
-                                        bool(background), timeout)
+            return await self.submit(function, workload, priority=priority,
+                                     background=background, unique=unique, timeout=timeout)
 
         def on_loop(cb: Optional[Callable[..., Any]]) -> Optional[Callable[..., Any]]:
             if cb is None:
@@ -522,20 +574,80 @@ class AsyncClient:
         return f"<AsyncClient {state} threads={self.threads}>"
 
 
-def _settle_batch(futures: List["asyncio.Future[Any]"], outcomes: List[Any],
-                  client: "AsyncClient", state: Dict[str, int]) -> None:
-    """In the loop: every call of a batch gets its result or exception at once."""
-    if state["abandoned"]:
-        with client._lock:
-            client._abandoned -= state["abandoned"]
-        state["abandoned"] = 0
+class _Batch:
+    """The ``submit()`` calls of one loop turn with one timeout: sent together by one thread."""
+
+    __slots__ = ("loop", "timeout", "key", "limit", "futures", "jobs", "sent")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: Timeout, key: Any,
+                 limit: int) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.key = key
+        self.limit = limit               # sent as soon as it holds this many calls
+        self.futures: List[_Call] = []
+        self.jobs: List[Tuple[Any, Any, Any, Any, Any]] = []
+        self.sent = False
+
+
+class _Call(asyncio.Future, Coroutine[Any, Any, Any]):  # type: ignore[type-arg]
+    """What ``AsyncClient.submit()`` returns: an asyncio future of the job's outcome, which
+    can also be driven as a coroutine, so ``await``, ``asyncio.gather()``, ``wait_for()`` and
+    ``create_task()`` all take it (gather and wait_for take it as the future it is: no Task;
+    on Python 3.9 they wrap it in a Task, as ensure_future() tests for coroutines first).
+    Checked on 3.9 to 3.13, with the eager task factory of 3.12+ too."""
+
+    __slots__ = ()
+
+    def send(self, value: Any) -> Any:
+        if not self.done():
+            self._asyncio_future_blocking = True
+            return self                  # a Task then waits for this future
+        raise StopIteration(self.result())
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        # a Task driving this call was cancelled (or got an exception): the call goes with it
+        self.cancel()
+        if val is None:
+            val = typ() if isinstance(typ, type) else typ
+        if tb is not None:
+            val = val.with_traceback(tb)
+        raise val
+
+    def close(self) -> None:
+        self.cancel()
+
+
+def _batch_done(batch: _Batch, cf: "concurrent.futures.Future[List[Any]]") -> None:
+    """In the thread that ran the batch (or the one that closed the pool)."""
+    outcomes: Union[List[Any], BaseException]
+    if cf.cancelled():
+        outcomes = RuntimeError("this AsyncClient was closed")
+    else:
+        err = cf.exception()
+        outcomes = err if err is not None else cf.result()
+    if not _post(batch.loop, _settle_batch, batch.futures, outcomes):
+        _log.debug("event loop closed: results of a batch dropped")
+
+
+def _settle_all(futures: List[_Call], exc: BaseException) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_exception(exc)
+
+
+def _settle_batch(futures: List[_Call], outcomes: Union[List[Any], BaseException]) -> None:
+    """In the loop: every call of a batch gets its result or exception at once (one wake-up)."""
+    if isinstance(outcomes, BaseException):
+        _settle_all(futures, outcomes)
+        return
     for fut, out in zip(futures, outcomes):
         if fut.done():
             continue                     # cancelled meanwhile: the result is dropped
-        if isinstance(out, BaseException):
-            fut.set_exception(out)
-        else:
+        if out.__class__ is bytes or not isinstance(out, BaseException):
             fut.set_result(out)
+        else:
+            fut.set_exception(out)
 
 
 def _do_submit(function: Name, workload: Workload, priority: Priority, background: bool,

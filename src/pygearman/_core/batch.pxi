@@ -113,23 +113,36 @@ cdef list _jobs_specs(_Run run, Client client, list jobs):
     """Specs of (function, workload, unique, priority, background) jobs; a job that fails
     validation gets its exception in the returned list (and is not sent: an empty spec)."""
     cdef Py_ssize_t i, n = len(jobs)
-    cdef bytes fn, uq, w
-    cdef int priority
+    cdef bytes fn = None, uq, w
+    cdef int priority = 0
+    # consecutive jobs mostly share function and priority objects: checked once per run of them
+    cdef object last_function = None, last_priority = None
+    cdef bint have_function = False, have_priority = False
     keep = []
     errors = [None] * n
     for i in range(n):
         function, workload, unique, priority_obj, background = jobs[i]
         try:
-            fn = client._function_bytes(function)
+            if not have_function or function is not last_function:
+                have_function = False
+                fn = _coerce(function, "function name", C_FUNCTION)
+                client._check_fn(fn)
+                last_function, have_function = function, True
             uq = _coerce(unique, "unique", C_UNIQUE)
-            _check_priority(priority_obj)
+            if not have_priority or priority_obj is not last_priority:
+                have_priority = False
+                _check_priority(priority_obj)
+                priority = priority_obj
+                last_priority, have_priority = priority_obj, True
             w = _payload_copy(workload, "workload")
         except Exception as e:
             errors[i] = e
             run.specs[i].state = ST_DONE
             continue
-        priority = priority_obj
-        keep.append((fn, uq, w))
+        keep.append(fn)
+        keep.append(w)
+        if uq is not None:
+            keep.append(uq)
         run.set_job(i, K_BACKGROUND if background else K_JOB, priority,
                     PyBytes_AS_STRING(fn), PyBytes_GET_SIZE(fn),
                     PyBytes_AS_STRING(uq) if uq is not None else NULL,
