@@ -631,3 +631,24 @@ def test_async_stream_yields_chunks_then_the_result(gearmand, fname) -> None:
         w.stop()
         t.join(10)
         w.close()
+
+
+def test_concurrent_submit_background_calls_go_out_together(gearmand, fname) -> None:
+    """submit_background() without when= joins the turn's pipelined batch: every call gets its
+    own JobHandle (with its server), and every job reaches the queue once."""
+    fn = fname("bg-batch")
+
+    async def main() -> List[Any]:
+        async with AsyncClient(gearmand.address, timeout=20) as client:
+            hs = await asyncio.gather(*(client.submit_background(fn, b"%d" % i)
+                                        for i in range(300)))
+            dup = await asyncio.gather(client.submit_background(fn, b"x", unique="same"),
+                                       client.submit_background(fn, b"x", unique="same"))
+            return list(hs) + list(dup)
+
+    handles = run(main())
+    assert all(h.startswith("H:") and h.server == gearmand.address for h in handles)
+    assert len(set(handles[:300])) == 300 and handles[300] == handles[301]
+    with AdminClient(gearmand.address) as admin:
+        queued = {row.function: row.total for row in admin.status()}
+    assert queued.get(fn) == 301

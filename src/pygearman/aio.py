@@ -469,8 +469,15 @@ class AsyncClient:
                                 priority: Priority = Priority.NORMAL,
                                 unique: Optional[Name] = None, timeout: Timeout = _UNSET,
                                 when: Optional[When] = None) -> str:
-        """Queue a background job; returns its handle once the server has it."""
+        """Queue a background job; returns its handle once the server has it. Without
+        ``when``, calls made in one turn of the loop go out together with the ``submit()``
+        calls of that turn, as one pipelined batch."""
         self._check_open()
+        if when is None:
+            handle = await self.submit(function, workload, priority=priority, background=True,
+                                       unique=unique, timeout=timeout)
+            assert isinstance(handle, str)
+            return handle
         result = await self._call(functools.partial(
             _do_submit, function, workload, priority, True, unique, timeout, when,
             (None, None, None)))
