@@ -1,0 +1,222 @@
+"""Workers facing a stalled job server (issue 11): a big result sent to a server that stops
+reading, a server frozen (SIGSTOP) under work()/run(), stop() and Ctrl-C while a send is stuck,
+and two servers of which one is frozen. Real gearmand processes and the FaultProxy only."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any, List
+
+import pytest
+
+from pygearman import GearmanClient, GearmanWorker
+
+from _support.gearmand import wait_for, workers_for
+from _support.processes import PRELUDE
+from _support.proxy import FaultProxy
+from _support.reliability import report
+
+pytestmark = pytest.mark.timeout(90)
+
+BIG = 48 << 20          # more than every socket buffer on the way (4 MiB each, and the proxy's)
+
+
+def _submit_in_background(address: str, fn: str, n: int = 1) -> None:
+    with GearmanClient(address, timeout=10) as c:
+        for i in range(n):
+            c.do_background(fn, str(i))
+
+
+def _stalling_function(proxy: FaultProxy, size: int = BIG):
+    big = b"r" * size
+
+    def stall_then_return(job: Any) -> bytes:
+        proxy.stall()                   # the server stops reading before the result goes out
+        return big
+    return stall_then_return
+
+
+def _in_thread(target, *args, **kwargs) -> "tuple[threading.Thread, List[Any]]":
+    out: List[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(target(*args, **kwargs))
+        except BaseException as e:      # noqa: BLE001 - reported by the test
+            out.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def _proxy_for(server) -> FaultProxy:
+    host, port = server.address.split(":")
+    return FaultProxy((host, int(port)))
+
+
+def test_big_result_to_a_server_that_stops_reading_honours_the_deadline(gearmand, fname) -> None:
+    fn = fname("stallbig")
+    with _proxy_for(gearmand) as p:
+        w = GearmanWorker(p.address)
+        w.add_function(fn, _stalling_function(p))
+        _submit_in_background(gearmand.address, fn)
+        t0 = time.monotonic()
+        t, out = _in_thread(w.work, timeout=2)
+        t.join(2 + 3)
+        took = time.monotonic() - t0
+        stuck = t.is_alive()
+        p.close()                       # unblocks a stuck send (reset) so the thread can end
+        t.join(10)
+        report("worker_big_result_stalled_server", work_timeout_s=2, returned_after_s=round(took, 2),
+               stuck=stuck)
+        assert not stuck, f"work(timeout=2) still blocked after {took:.1f} s"
+        assert out and out[0] is True, out      # the job was handed to the function
+        w.close()
+    # gearmand saw the connection go and requeued the job: another worker gets it
+    with GearmanWorker(gearmand.address) as w2:
+        w2.add_function(fn, lambda job: b"")
+        assert w2.work(timeout=10) is True
+
+
+def test_stop_from_another_thread_ends_a_stuck_send(gearmand, fname) -> None:
+    fn = fname("stallstop")
+    started = threading.Event()
+    with _proxy_for(gearmand) as p:
+        w = GearmanWorker(p.address)
+        big = b"s" * BIG
+
+        def f(job: Any) -> bytes:
+            p.stall()
+            started.set()
+            return big
+        w.add_function(f"{fn}", f)
+        _submit_in_background(gearmand.address, fn)
+        t, out = _in_thread(w.run)
+        assert started.wait(10)
+        time.sleep(0.5)                 # in the send by now
+        t0 = time.monotonic()
+        w.stop()
+        t.join(3)
+        took = time.monotonic() - t0
+        stuck = t.is_alive()
+        p.close()
+        t.join(10)
+        report("worker_stop_during_stuck_send", returned_after_stop_s=round(took, 2), stuck=stuck)
+        assert not stuck, f"run() still blocked {took:.1f} s after stop()"
+        assert out == [1], out
+        w.close()
+
+
+SIGINT_CHILD = PRELUDE + """\
+addr, fn, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+big = b"c" * size
+def f(job):
+    print("SENDING", flush=True)
+    return big
+w = pygearman.GearmanWorker(addr)
+w.add_function(fn, f)
+w.echo()
+print("READY", flush=True)
+try:
+    w.run()
+except KeyboardInterrupt:
+    print("INTERRUPTED", flush=True)
+    sys.exit(7)
+"""
+
+
+def test_ctrl_c_ends_a_stuck_send(gearmand, fname, child) -> None:
+    fn = fname("stallint")
+    with _proxy_for(gearmand) as p:
+        c = child(SIGINT_CHILD, [p.address, fn, str(BIG)], name="sigint")
+        c.wait_line("READY")
+        p.stall()
+        _submit_in_background(gearmand.address, fn)
+        # the job reaches the worker through the stalled proxy once it moves again: resume only
+        # for the assignment, then stall before the result
+        p.resume()
+        c.wait_line("SENDING")
+        p.stall()
+        time.sleep(0.5)
+        rc, took = c.signal_and_wait(signal.SIGINT, within=3.0)
+        report("worker_sigint_during_stuck_send", exited_after_s=round(took, 2), rc=rc)
+        assert rc == 7 and "INTERRUPTED" in c.seen, (rc, c.seen, c.stderr())
+        assert took < 3.0, f"SIGINT took {took:.1f} s"
+
+
+def _freeze(server) -> None:
+    os.kill(server.pid, signal.SIGSTOP)
+
+
+def _thaw(server) -> None:
+    os.kill(server.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("frozen_first", [True, False])
+def test_two_servers_one_frozen_the_healthy_one_is_served(gearmand_factory, fname,
+                                                         frozen_first: bool) -> None:
+    a, b = gearmand_factory(), gearmand_factory()         # a gets frozen, b stays healthy
+    fn = fname("halffrozen")
+    done: List[bytes] = []
+    servers = [a.address, b.address] if frozen_first else [b.address, a.address]
+    w = GearmanWorker(servers)
+    w.add_function(fn, lambda job: done.append(bytes(job.workload)) or b"")
+    t, out = _in_thread(w.run, timeout=30)
+    try:
+        wait_for(lambda: workers_for(a, fn) == 1 and workers_for(b, fn) == 1, 10,
+                 "the worker to register on both servers")
+        _freeze(a)
+        try:
+            t0 = time.monotonic()
+            _submit_in_background(b.address, fn, 6)
+            deadline = t0 + 10
+            while len(done) < 6 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            took = time.monotonic() - t0
+            served = len(done)
+            report("worker_two_servers_one_frozen", frozen_first=frozen_first,
+                   served_of_6=served, seconds=round(took, 2))
+            assert served == 6, f"{served} of 6 jobs served on the healthy server in {took:.1f} s"
+            t1 = time.monotonic()
+            w.stop()
+            t.join(5)
+            assert not t.is_alive(), "run() did not end 5 s after stop() with a server frozen"
+            report("worker_stop_with_a_frozen_server", seconds=round(time.monotonic() - t1, 2))
+        finally:
+            _thaw(a)
+    finally:
+        w.stop()
+        t.join(10)
+        w.close()
+
+
+def test_a_server_frozen_under_work_returns_by_the_deadline(gearmand_factory, fname) -> None:
+    a = gearmand_factory()
+    fn = fname("frozenwork")
+    with GearmanWorker(a.address) as w:
+        w.add_function(fn, lambda job: b"")
+        assert w.work(timeout=0.5) is False            # connected, registered, no job
+        _freeze(a)
+        try:
+            for _ in range(3):
+                t0 = time.monotonic()
+                t, out = _in_thread(w.work, timeout=1)
+                t.join(1 + 3)
+                took = time.monotonic() - t0
+                assert not t.is_alive(), f"work(timeout=1) blocked {took:.1f} s"
+                assert out and out[0] is False, out
+            # run() and stop() from another thread while the server is frozen
+            t, out = _in_thread(w.run)
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            w.stop()
+            t.join(3)
+            assert not t.is_alive(), "run() did not end 3 s after stop()"
+            report("worker_frozen_server_stop", seconds=round(time.monotonic() - t0, 2))
+        finally:
+            _thaw(a)
+        # and serves again once the server moves
+        _submit_in_background(a.address, fn)
+        assert w.work(timeout=10) is True
