@@ -308,8 +308,11 @@ cdef class Worker:
     cdef bint _probed              # every server answered our probe like a Gearman server
     cdef bint _bufs_done           # socket buffers enlarged since the last (re)connect
     cdef GearmanJob _spare         # the last job object, when its function kept no reference (reused)
+    cdef double _deadline          # of the running work()/run() (-1: none); sends look at it
+    cdef bint _aborted             # a send of the current job was ended half-way (connection to drop)
     cdef int _apply_identifier(self) except -1
     cdef int _probe_all(self) except -1
+    cdef list _send_servers(self)
     cdef int _backoff_sleep(self, double seconds) except -1
     cdef int _enter(self) except -1
     cdef void _drain_wakeup(self) noexcept
@@ -332,6 +335,7 @@ cdef class GearmanJob:
     cdef bint _finished            # complete/fail/exception already sent by the user
     cdef object _workload          # bytes, copied on first access (None until then)
     cdef unsigned long _owner      # thread that runs the function (job calls from other threads are refused)
+    cdef PyObject *_wk             # borrowed: the Worker running it (it owns its job objects)
     cdef int _check(self) except -1
     cdef int _sent(self, gearman_return_t rc, str what) except -1
     cdef int _send_bytes(self, int kind, object data) except -1

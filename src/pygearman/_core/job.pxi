@@ -10,6 +10,179 @@ cdef enum:
     SEND_KEEP_GIL = 65536
 
 
+# A send to a job server that stopped reading never returns by itself: libgearman's job send
+# loops on GEARMAN_TIMEOUT inside (docs/libgearman-1.1.20.md#job-send-loops), and its only way
+# out is the worker's wakeup pipe. While a big send runs, a helper thread (one per process,
+# started on the first big send, signals blocked) writes a byte to that pipe every SLICE_MS: the
+# send returns GEARMAN_SHUTDOWN_GRACEFUL, we look at Ctrl-C, stop() and the deadline, and resume
+# it where it stopped (the connection keeps its place in the packet).
+cdef extern from *:
+    """
+    #include <pthread.h>
+    #include <signal.h>
+    #include <time.h>
+    #include <unistd.h>
+    #define PYG_TICK_SLOTS 64
+    static pthread_mutex_t pyg_tick_mu = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_cond_t pyg_tick_cv;
+    static int pyg_tick_fd[PYG_TICK_SLOTS];
+    static double pyg_tick_next[PYG_TICK_SLOTS];
+    static double pyg_tick_every = 0.1;
+    static pid_t pyg_tick_pid = 0;                   /* process the helper runs in */
+
+    static double pyg_tick_now(void)
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec + ts.tv_nsec * 1e-9;
+    }
+
+    static void *pyg_tick_main(void *unused)
+    {
+        (void)unused;
+        pthread_mutex_lock(&pyg_tick_mu);
+        for (;;) {
+            double now = pyg_tick_now(), next = -1;
+            int i;
+            for (i = 0; i < PYG_TICK_SLOTS; i++) {
+                if (pyg_tick_fd[i] < 0)
+                    continue;
+                if (pyg_tick_next[i] <= now) {
+                    ssize_t r = write(pyg_tick_fd[i], "1", 1);   /* as gearman_kill() does */
+                    (void)r;
+                    pyg_tick_next[i] = now + pyg_tick_every;
+                }
+                if (next < 0 || pyg_tick_next[i] < next)
+                    next = pyg_tick_next[i];
+            }
+            if (next < 0) {
+                pthread_cond_wait(&pyg_tick_cv, &pyg_tick_mu);
+            } else {
+                struct timespec ts;
+                ts.tv_sec = (time_t)next;
+                ts.tv_nsec = (long)((next - (double)ts.tv_sec) * 1e9);
+                pthread_cond_timedwait(&pyg_tick_cv, &pyg_tick_mu, &ts);
+            }
+        }
+        return NULL;
+    }
+
+    /* Called without the GIL. Returns a slot for pyg_tick_disarm, or -1 (no helper: the send
+       then runs as before, and only stop() can end it). */
+    static int pyg_tick_arm(int fd, int every_ms)
+    {
+        int i, slot = -1;
+        if (pyg_tick_pid != getpid()) {              /* first use, or a forked child */
+            pthread_condattr_t ca;
+            pthread_attr_t ta;
+            pthread_t th;
+            sigset_t all, old;
+            int ok;
+            pthread_mutex_init(&pyg_tick_mu, NULL);
+            pthread_condattr_init(&ca);
+            pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+            pthread_cond_init(&pyg_tick_cv, &ca);
+            pthread_condattr_destroy(&ca);
+            for (i = 0; i < PYG_TICK_SLOTS; i++)
+                pyg_tick_fd[i] = -1;
+            sigfillset(&all);                       /* signals stay with the application's threads */
+            pthread_sigmask(SIG_BLOCK, &all, &old);
+            pthread_attr_init(&ta);
+            pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+            pthread_attr_setstacksize(&ta, 64 * 1024);
+            ok = pthread_create(&th, &ta, pyg_tick_main, NULL) == 0;
+            pthread_attr_destroy(&ta);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            if (!ok)
+                return -1;
+            pyg_tick_pid = getpid();
+        }
+        pthread_mutex_lock(&pyg_tick_mu);
+        for (i = 0; i < PYG_TICK_SLOTS; i++) {
+            if (pyg_tick_fd[i] < 0) {
+                slot = i;
+                pyg_tick_every = every_ms / 1000.0;
+                pyg_tick_fd[i] = fd;
+                pyg_tick_next[i] = pyg_tick_now() + pyg_tick_every;
+                pthread_cond_signal(&pyg_tick_cv);
+                break;
+            }
+        }
+        pthread_mutex_unlock(&pyg_tick_mu);
+        return slot;
+    }
+
+    /* After it returns, the helper writes no more to that fd. */
+    static void pyg_tick_disarm(int slot)
+    {
+        if (slot < 0)
+            return;
+        pthread_mutex_lock(&pyg_tick_mu);
+        pyg_tick_fd[slot] = -1;
+        pthread_mutex_unlock(&pyg_tick_mu);
+    }
+    """
+    int pyg_tick_arm(int fd, int every_ms) noexcept nogil
+    void pyg_tick_disarm(int slot) noexcept nogil
+
+
+cdef double SEND_GRACE = 1.0    # a send runs at least this long before stop()/a deadline ends it
+
+
+cdef gearman_return_t _send_guarded(Worker w, gearman_job_st *job, int kind, const char *p,
+                                    size_t n) noexcept:
+    """A send that may block (kind 0 data, 1 warning, 2 complete, 3 exception), GIL held on
+    entry. Ends early - the connection is then dropped, so gearmand requeues the job - on Ctrl-C
+    or another signal handler's exception (stored on the worker), on stop() or past the call's
+    deadline (after SEND_GRACE). Returns GEARMAN_SHUTDOWN_GRACEFUL then, and sets w._aborted."""
+    cdef gearman_return_t rc
+    cdef int slot
+    cdef int fd = w._write_fd
+    cdef double start = _now()
+    cdef double now
+    cdef str why = None
+    with nogil:
+        slot = pyg_tick_arm(fd, SLICE_MS)
+        rc = _job_send_any(job, kind, p, n)
+    while rc == GEARMAN_SHUTDOWN_GRACEFUL:
+        w._drain_wakeup()
+        try:
+            _check_signals(w._exc)
+        except BaseException as e:
+            w._exc.store(e)
+            why = f"{type(e).__name__}"
+            break
+        now = _now()
+        if now - start >= SEND_GRACE:
+            if w._stop_requested:
+                why = "stop()"
+                break
+            if w._deadline >= 0 and now >= w._deadline:
+                why = "the deadline"
+                break
+        with nogil:
+            rc = _job_send_any(job, kind, p, n)
+    with nogil:
+        pyg_tick_disarm(slot)
+    w._drain_wakeup()            # a tick between the end of the send and the disarm
+    if why is not None:
+        w._aborted = True
+        try:
+            # libgearman's close would wait up to 10 s for the unsent bytes
+            # (docs/libgearman-1.1.20.md#linger-10s): a reset drops the half packet at once
+            reset_on_close(w._send_servers())
+        except BaseException:
+            pass
+        try:
+            _log.warning("worker: a %d-byte send to the job server did not finish in %.1f s; "
+                         "ended by %s: dropping the connection (the server requeues the job)",
+                         n, _now() - start, why)
+        except BaseException:
+            pass
+        return GEARMAN_SHUTDOWN_GRACEFUL
+    return rc
+
+
 @cython.final
 cdef class _Function:
     cdef object func
@@ -89,20 +262,30 @@ cdef class GearmanJob:
         cdef object keep = None
         cdef _Payload p
         cdef gearman_return_t rc
+        cdef Worker w
         self._check()
+        w = <Worker>self._wk
+        if w._aborted:
+            raise GearmanConnectionError("this job's connection was dropped (a send to the job "
+                                         "server did not finish); the server requeues the job",
+                                         GEARMAN_LOST_CONNECTION)
         keep = _payload_get(&p, data, "data")
         try:
             if p.size < SEND_KEEP_GIL:
                 rc = _job_send(self._job, kind, p.ptr, p.size)
             else:
-                with nogil:
-                    rc = _job_send(self._job, kind, p.ptr, p.size)
+                rc = _send_guarded(w, self._job, kind, p.ptr, p.size)
         finally:
             _payload_release(&p)
-        if kind == 2:
+        if kind == 2 or w._aborted:
             self._finished = True
         if rc == GEARMAN_SUCCESS:
             return 0
+        if w._aborted:
+            w._exc.raise_if_stored()        # Ctrl-C (or a signal handler's exception) ended it
+            raise GearmanConnectionError("a send to the job server did not finish (it stopped "
+                                         "reading); the connection is dropped and the server "
+                                         "requeues the job", GEARMAN_LOST_CONNECTION)
         return self._sent(rc, ("send_data", "send_warning", "send_complete")[kind])
 
     def send_data(self, data):
@@ -140,8 +323,14 @@ cdef class GearmanJob:
             message = message.encode("utf-8")
         if not isinstance(message, bytes):
             raise TypeError("send_exception takes str or bytes")
-        rc = _job_send_exception(self._job, message or b"exception")
+        if (<Worker>self._wk)._aborted:
+            raise GearmanConnectionError("this job's connection was dropped (a send to the job "
+                                         "server did not finish); the server requeues the job",
+                                         GEARMAN_LOST_CONNECTION)
+        rc = _job_send_exception(<Worker>self._wk, self._job, message or b"exception")
         self._finished = True
+        if rc != GEARMAN_SUCCESS and (<Worker>self._wk)._aborted:
+            (<Worker>self._wk)._exc.raise_if_stored()
         self._sent(rc, "send_exception")
 
     def __repr__(self):
@@ -159,15 +348,19 @@ cdef inline gearman_return_t _job_send(gearman_job_st *job, int kind, const char
     return gearman_job_send_complete(job, p, n)
 
 
-cdef gearman_return_t _job_send_exception(gearman_job_st *job, bytes message) noexcept:
-    cdef gearman_return_t rc
+cdef inline gearman_return_t _job_send_any(gearman_job_st *job, int kind, const char *p,
+                                           size_t n) noexcept nogil:
+    if kind == 3:
+        return gearman_job_send_exception(job, p, n)
+    return _job_send(job, kind, p, n)
+
+
+cdef gearman_return_t _job_send_exception(Worker w, gearman_job_st *job, bytes message) noexcept:
     cdef const char *p = PyBytes_AS_STRING(message)
     cdef size_t n = PyBytes_GET_SIZE(message)
     if n < SEND_KEEP_GIL:
         return gearman_job_send_exception(job, p, n)
-    with nogil:
-        rc = gearman_job_send_exception(job, p, n)
-    return rc
+    return _send_guarded(w, job, 3, p, n)
 
 
 cdef inline void _job_detach(GearmanJob pj) noexcept:
@@ -288,8 +481,10 @@ cdef gearman_return_t _job_run(gearman_job_st *job, void *context, int *keep_gil
     else:
         w._spare = None             # in use; back to the worker below if nobody kept it
     pj._job = job
+    pj._wk = <PyObject *>w
     pj._finished = False
     pj._owner = PyThread_get_thread_ident()
+    w._aborted = False
     w._jobs += 1
     if not w._bufs_done:
         # the first job on a new connection: lift libgearman's 32 KiB socket buffers before its
@@ -317,13 +512,12 @@ cdef gearman_return_t _job_run(gearman_job_st *job, void *context, int *keep_gil
                 if p.size < SEND_KEEP_GIL:
                     rc = gearman_job_send_complete(job, p.ptr, p.size)
                 else:
-                    with nogil:
-                        rc = gearman_job_send_complete(job, p.ptr, p.size)
+                    rc = _send_guarded(w, job, 2, p.ptr, p.size)
             finally:
                 _payload_release(&p)
             if rc == GEARMAN_SUCCESS:
                 keep_gil[0] = 1
-            else:
+            elif not w._aborted:
                 _job_final_failed(f, job, rc, "result")
     except Retry as e:
         keep_gil[0] = 0
@@ -332,6 +526,12 @@ cdef gearman_return_t _job_run(gearman_job_st *job, void *context, int *keep_gil
         keep_gil[0] = 0
         ret = _job_failed(f, pj, job, e)
     _job_detach(pj)
+    if w._aborted:
+        # a send was ended half-way: libgearman must drop this connection (GEARMAN_ERROR closes
+        # the handle's sockets), gearmand requeues the job; the server is set aside for a while
+        keep_gil[0] = 0
+        ret = GEARMAN_ERROR
+        w._reident_next = w._identifier is not None
     if Py_REFCNT(pj) == 1:
         # nobody kept it (this function's reference is the only one): reuse it for the next job
         pj._workload = None
@@ -349,6 +549,8 @@ cdef gearman_return_t _job_retry(_Function f, GearmanJob pj, gearman_job_st *job
     cdef Worker w = <Worker>f.worker
     cdef gearman_return_t rc
     try:
+        if w._aborted:
+            return GEARMAN_ERROR
         if pj._finished:
             return GEARMAN_SUCCESS
         handle = _text(gearman_job_handle(job))
@@ -359,7 +561,7 @@ cdef gearman_return_t _job_retry(_Function f, GearmanJob pj, gearman_job_st *job
             text = f"Retry: gave up after {limit} retries" + (f": {e}" if str(e) else "")
             _log.info("job %r %s", f.name, text)
             _job_detach(pj)
-            rc = _job_send_exception(job, text.encode("utf-8", "replace"))
+            rc = _job_send_exception(w, job, text.encode("utf-8", "replace"))
             if rc != GEARMAN_SUCCESS:
                 _job_final_failed(f, job, rc, "exception")
             return GEARMAN_FAIL
@@ -436,6 +638,10 @@ cdef gearman_return_t _job_failed(_Function f, GearmanJob pj, gearman_job_st *jo
     cdef gearman_return_t rc
     cdef str handle
     try:
+        if (<Worker>f.worker)._aborted:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                (<Worker>f.worker)._exc.store(e)
+            return GEARMAN_ERROR        # half a packet went out: no more sending on it
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             (<Worker>f.worker)._exc.store(e)
             if pj._finished:
@@ -448,7 +654,7 @@ cdef gearman_return_t _job_failed(_Function f, GearmanJob pj, gearman_job_st *jo
         _log.error("job %s %s failed", f.name, handle, exc_info=e)
         text = _describe(e)
         _job_detach(pj)
-        rc = _job_send_exception(job, text.encode("utf-8", "replace"))
+        rc = _job_send_exception(<Worker>f.worker, job, text.encode("utf-8", "replace"))
         if rc != GEARMAN_SUCCESS:
             _job_final_failed(f, job, rc, "exception")
         return GEARMAN_FAIL

@@ -14,6 +14,7 @@ cdef class Worker:
         self._identifier = None
         self._exc = _Exc()
         self._poll_interval = 1.0
+        self._deadline = -1.0
         self._make_handle()
 
     cdef int _make_handle(self) except -1:
@@ -402,6 +403,7 @@ cdef class Worker:
         cdef bint timed_out = False
         last_err = None
         self._enter()
+        self._deadline = deadline
         try:
             if not self._functions:
                 raise RuntimeError("no functions registered: call add_function() first")
@@ -490,6 +492,7 @@ cdef class Worker:
                     break
         finally:
             self._stop_requested = False
+            self._deadline = -1.0
             self._busy = False
         if timed_out and not reached and last_err is not None:
             # "no job" is False / 0; "no server at all" says so
@@ -520,6 +523,10 @@ cdef class Worker:
         wid.read_fd = self._read_fd
         wid.write_fd = self._write_fd
         gearman_kill(wid, GEARMAN_INTERRUPT)
+
+    cdef list _send_servers(self):
+        """(host str, port) of the server(s) the current handle talks to."""
+        return [(h.decode("utf-8", "replace"), p) for h, p in self._servers]
 
     cdef int _probe_all(self) except -1:
         known = True
