@@ -220,3 +220,117 @@ def test_a_server_frozen_under_work_returns_by_the_deadline(gearmand_factory, fn
         # and serves again once the server moves
         _submit_in_background(a.address, fn)
         assert w.work(timeout=10) is True
+
+
+def test_big_result_to_a_frozen_gearmand_honours_the_deadline(gearmand_factory, fname) -> None:
+    """The issue's figure: a real gearmand frozen (SIGSTOP) for 8 s while a 48 MiB result goes
+    to it took 17.8 s to return from work(timeout=2)."""
+    a = gearmand_factory()
+    fn = fname("frozenbig")
+    big = b"f" * BIG
+    thaw = threading.Timer(8.0, _thaw, (a,))
+
+    def freeze_then_return(job: Any) -> bytes:
+        _freeze(a)
+        thaw.start()
+        return big
+
+    _submit_in_background(a.address, fn)
+    try:
+        with GearmanWorker(a.address) as w:
+            w.add_function(fn, freeze_then_return)
+            t0 = time.monotonic()
+            t, out = _in_thread(w.work, timeout=2)
+            t.join(2 + 3)
+            took = time.monotonic() - t0
+            stuck = t.is_alive()
+            t.join(20)
+            report("worker_big_result_frozen_gearmand", work_timeout_s=2,
+                   returned_after_s=round(took, 2), stuck=stuck)
+            assert not stuck, f"work(timeout=2) still blocked after {took:.1f} s"
+            assert out == [True], out
+    finally:
+        thaw.join(15)
+        _thaw(a)
+    # the connection was dropped: gearmand requeued the job
+    with GearmanWorker(a.address) as w2:
+        w2.add_function(fn, lambda job: b"")
+        assert w2.work(timeout=10) is True
+
+
+def test_a_server_that_stops_reading_is_set_aside_and_the_other_served(gearmand_factory, fname,
+                                                                       caplog) -> None:
+    """run() without a deadline: a result stuck in a server that stopped reading is given up
+    once nothing has moved for 10 s; that server is set aside (one warning) and the other
+    server's jobs are served."""
+    import logging
+    caplog.set_level(logging.WARNING, logger="pygearman")
+    a, b = gearmand_factory(), gearmand_factory()
+    fn = fname("asideb")
+    done: List[bytes] = []
+    with _proxy_for(a) as p:
+        big = b"a" * BIG
+
+        def f(job: Any) -> bytes:
+            if bytes(job.workload) == b"big":
+                p.stall()
+                return big
+            done.append(bytes(job.workload))
+            return b""
+        w = GearmanWorker([p.address, b.address])
+        w.add_function(fn, f)
+        t, out = _in_thread(w.run, timeout=60)
+        try:
+            wait_for(lambda: workers_for(a, fn) == 1 and workers_for(b, fn) == 1, 10,
+                     "the worker to register on both servers")
+            with GearmanClient(a.address, timeout=10) as c:
+                c.do_background(fn, "big")
+            time.sleep(0.5)                         # the worker is in the big send
+            t0 = time.monotonic()
+            _submit_in_background(b.address, fn, 6)
+            deadline = t0 + 10 + 8
+            while len(done) < 6 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            took = time.monotonic() - t0
+            report("worker_stalled_send_server_set_aside", served_of_6=len(done),
+                   seconds=round(took, 2))
+            assert len(done) == 6, f"{len(done)} of 6 served on the healthy server in {took:.1f} s"
+            assert sum("stopped reading" in r.getMessage() for r in caplog.records) == 1
+        finally:
+            w.stop()
+            t.join(10)
+            assert not t.is_alive()
+            w.close()
+
+
+def test_an_idle_worker_with_two_servers_sends_nothing_and_wakes_on_either(gearmand_factory,
+                                                                          fname) -> None:
+    """One handle per server: the idle worker still sleeps on each server's PRE_SLEEP (no
+    GRAB_JOB with poll_interval=None) and a job on either server wakes it."""
+    a, b = gearmand_factory(), gearmand_factory()
+    fn = fname("idle2")
+    with _proxy_for(a) as pa, _proxy_for(b) as pb:
+        w = GearmanWorker([pa.address, pb.address], poll_interval=None)
+        w.add_function(fn, lambda job: b"ok:" + bytes(job.workload))
+        t, out = _in_thread(w.run, timeout=30)
+        try:
+            wait_for(lambda: workers_for(a, fn) == 1 and workers_for(b, fn) == 1, 10,
+                     "the worker to register on both servers")
+            time.sleep(0.5)
+            grabs = (9, 30, 39)
+            before = [sum(p.count_packets(x) for x in grabs) for p in (pa, pb)]
+            time.sleep(2.0)
+            after = [sum(p.count_packets(x) for x in grabs) for p in (pa, pb)]
+            assert after == before, (before, after)
+            for server in (a, b):
+                with GearmanClient(server.address, timeout=5) as c:
+                    assert c.do_normal(fn, "x") == b"ok:x"
+            t0 = time.monotonic()
+            w.stop()
+            t.join(5)
+            assert not t.is_alive() and time.monotonic() - t0 < 1.0
+            assert out == [2], out
+        finally:
+            w.stop()
+            t.join(5)
+            w.close()

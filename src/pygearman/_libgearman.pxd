@@ -286,8 +286,24 @@ cdef class Client:
     cdef _Run _run_for(self, Py_ssize_t n, double deadline, int batch)
 
 
+cdef class _WH:
+    cdef gearman_worker_st *w      # owned; freed by the Worker (close / dealloc), never here
+    cdef bytes host                # its one job server (None: not attached yet)
+    cdef int port
+    cdef int read_fd               # its wakeup pipe
+    cdef int write_fd
+    cdef double aside_until        # unreachable or stalled: not asked before then
+    cdef double backoff            # current reconnect backoff (0 while connected)
+    cdef double probe_next         # an inconclusive probe is repeated after this
+    cdef bint probed               # answered our probe like a Gearman server
+    cdef bint warned               # its connection problem was logged (once)
+    cdef bint need_ident           # the identifier must be sent again on it
+
+
 cdef class Worker:
-    cdef gearman_worker_st *_w
+    cdef gearman_worker_st *_w     # the handle in use (of _hs[_cur])
+    cdef list _hs                  # _WH: one libgearman handle per job server
+    cdef int _cur                  # index in _hs of the handle in use
     cdef list _servers             # [(host bytes, port)] to re-add after a reset
     cdef dict _functions           # name -> _Function; keeps every context pointer given to C alive
     cdef list _retired             # replaced/unregistered _Function objects libgearman may still point to
@@ -324,7 +340,12 @@ cdef class Worker:
     cdef list _pending             # (host, port) whose names did not resolve yet
     cdef double _pending_at        # when they were last tried
     cdef int _retry_pending(self) except -1
-    cdef int _make_handle(self) except -1
+    cdef _WH _new_wh(self)
+    cdef int _attach(self, bytes host, int port) except -1
+    cdef int _use(self, int i) noexcept
+    cdef int _drain_all(self) noexcept
+    cdef object _loop_multi(self, bint one, double deadline)
+    cdef int _idle_wait_multi(self, double deadline) except -1
     cdef int _after_fork(self) except -1
     cdef int _idle_wait(self, double deadline) except -1
     cdef object _loop(self, bint one, double deadline)

@@ -39,7 +39,7 @@ from pygearman.errors import (
     error_class_for,
 )
 from pygearman._handle import JobHandle, handle_class
-from pygearman._servers import enlarge_socket_buffers, probe_gearman, reset_on_close
+from pygearman._servers import enlarge_socket_buffers, probe_gearman, reset_on_close, unsent_bytes
 
 include "_core/util.pxi"
 include "_core/errors.pxi"

@@ -179,6 +179,22 @@ def _server_sockets(servers: Sequence[Tuple[str, int]]):
         sock.close()
 
 
+def unsent_bytes(servers: Sequence[Tuple[str, int]]) -> int:
+    """Bytes written by this process to these servers that the kernel has not sent yet (sum of
+    TIOCOUTQ over its sockets to them): a send whose count stays put is not moving."""
+    import fcntl
+    import termios
+    total = 0
+    for sock in _server_sockets(servers):
+        with sock:
+            try:
+                total += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
+                                                        b"\0\0\0\0"))[0]
+            except OSError:
+                pass
+    return total
+
+
 def reset_on_close(servers: Sequence[Tuple[str, int]]) -> int:
     """Make the next close() of this process's sockets to these servers that still hold unsent
     data a TCP reset (SO_LINGER 0) instead of a wait of up to 10 s for a peer that does not read

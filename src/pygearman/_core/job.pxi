@@ -127,6 +127,9 @@ cdef extern from *:
 
 
 cdef double SEND_GRACE = 1.0    # a send runs at least this long before stop()/a deadline ends it
+# A send whose bytes have not moved for this long (the kernel's queue to the server unchanged)
+# is ended even without a deadline: the server has stopped reading.
+cdef double SEND_STALL = 10.0
 
 
 cdef gearman_return_t _send_guarded(Worker w, gearman_job_st *job, int kind, const char *p,
@@ -141,6 +144,8 @@ cdef gearman_return_t _send_guarded(Worker w, gearman_job_st *job, int kind, con
     cdef double start = _now()
     cdef double now
     cdef str why = None
+    cdef double checked = start, moved = start
+    cdef long long unsent = -1, u
     with nogil:
         slot = pyg_tick_arm(fd, SLICE_MS)
         rc = _job_send_any(job, kind, p, n)
@@ -159,6 +164,20 @@ cdef gearman_return_t _send_guarded(Worker w, gearman_job_st *job, int kind, con
                 break
             if w._deadline >= 0 and now >= w._deadline:
                 why = "the deadline"
+                break
+        if now - checked >= 1.0:
+            # still sending after a second: is anything moving? (once a second; a few
+            # system calls per socket of this process)
+            checked = now
+            try:
+                u = unsent_bytes(w._send_servers())
+            except Exception:
+                u = -1
+            if u != unsent or u <= 0:
+                unsent = u
+                moved = now
+            elif now - moved >= SEND_STALL:
+                why = f"no progress for {SEND_STALL:.0f} s"
                 break
         with nogil:
             rc = _job_send_any(job, kind, p, n)
