@@ -334,3 +334,51 @@ def test_an_idle_worker_with_two_servers_sends_nothing_and_wakes_on_either(gearm
             w.stop()
             t.join(5)
             w.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_ends_its_stuck_sends_too(gearmand_factory, fname) -> None:
+    """The helper thread that interrupts long sends does not survive fork(): a child starts its
+    own. The parent starts it first (one 1 MiB result), then a child's 48 MiB result to a frozen
+    gearmand must still return by work(timeout=2)'s deadline."""
+    a = gearmand_factory()
+    fn = fname("forkstall")
+    with GearmanWorker(a.address) as w:
+        w.add_function(fn, lambda job: b"p" * (1 << 20))
+        _submit_in_background(a.address, fn)
+        assert w.work(timeout=10) is True
+    _submit_in_background(a.address, fn)
+    pid = os.fork()
+    if pid == 0:                                    # the child
+        code = 2
+        try:
+            big = b"c" * BIG
+
+            def f(job: Any) -> bytes:
+                _freeze(a)
+                return big
+            with GearmanWorker(a.address) as cw:
+                cw.add_function(fn, f)
+                t0 = time.monotonic()
+                ok = cw.work(timeout=2)
+                code = 0 if ok and time.monotonic() - t0 < 2 + 3 else 1
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    try:
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = os.waitstatus_to_exitcode(st)
+                break
+            time.sleep(0.02)
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        assert status == 0, f"child exit status {status} (None: hung)"
+    finally:
+        _thaw(a)

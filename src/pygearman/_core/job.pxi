@@ -24,11 +24,26 @@ cdef extern from *:
     #include <unistd.h>
     #define PYG_TICK_SLOTS 64
     static pthread_mutex_t pyg_tick_mu = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_mutex_t pyg_tick_init_mu = PTHREAD_MUTEX_INITIALIZER;
     static pthread_cond_t pyg_tick_cv;
+    static int pyg_tick_started = 0;
     static int pyg_tick_fd[PYG_TICK_SLOTS];
     static double pyg_tick_next[PYG_TICK_SLOTS];
     static double pyg_tick_every = 0.1;
-    static pid_t pyg_tick_pid = 0;                   /* process the helper runs in */
+
+    /* In a forked child the helper thread does not exist and the mutexes may be in any state:
+       start afresh on the next big send. */
+    static void pyg_tick_atfork_child(void)
+    {
+        pthread_mutex_init(&pyg_tick_mu, NULL);
+        pthread_mutex_init(&pyg_tick_init_mu, NULL);
+        pyg_tick_started = 0;
+    }
+
+    static void pyg_tick_setup(void)
+    {
+        pthread_atfork(NULL, NULL, pyg_tick_atfork_child);
+    }
 
     static double pyg_tick_now(void)
     {
@@ -72,13 +87,13 @@ cdef extern from *:
     static int pyg_tick_arm(int fd, int every_ms)
     {
         int i, slot = -1;
-        if (pyg_tick_pid != getpid()) {              /* first use, or a forked child */
+        pthread_mutex_lock(&pyg_tick_init_mu);
+        if (!pyg_tick_started) {                     /* first use, or a forked child */
             pthread_condattr_t ca;
             pthread_attr_t ta;
             pthread_t th;
             sigset_t all, old;
             int ok;
-            pthread_mutex_init(&pyg_tick_mu, NULL);
             pthread_condattr_init(&ca);
             pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
             pthread_cond_init(&pyg_tick_cv, &ca);
@@ -93,10 +108,13 @@ cdef extern from *:
             ok = pthread_create(&th, &ta, pyg_tick_main, NULL) == 0;
             pthread_attr_destroy(&ta);
             pthread_sigmask(SIG_SETMASK, &old, NULL);
-            if (!ok)
+            if (!ok) {
+                pthread_mutex_unlock(&pyg_tick_init_mu);
                 return -1;
-            pyg_tick_pid = getpid();
+            }
+            pyg_tick_started = 1;
         }
+        pthread_mutex_unlock(&pyg_tick_init_mu);
         pthread_mutex_lock(&pyg_tick_mu);
         for (i = 0; i < PYG_TICK_SLOTS; i++) {
             if (pyg_tick_fd[i] < 0) {
@@ -124,6 +142,10 @@ cdef extern from *:
     """
     int pyg_tick_arm(int fd, int every_ms) noexcept nogil
     void pyg_tick_disarm(int slot) noexcept nogil
+    void pyg_tick_setup() noexcept
+
+
+pyg_tick_setup()
 
 
 cdef double SEND_GRACE = 1.0    # a send runs at least this long before stop()/a deadline ends it

@@ -675,6 +675,7 @@ cdef class Worker:
         last_err = None
         self._enter()
         self._deadline = deadline
+        self._aborted = False
         try:
             if not self._functions:
                 raise RuntimeError("no functions registered: call add_function() first")
