@@ -5,7 +5,7 @@ import os
 import re
 import socket
 import struct
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 DEFAULT_PORT = 4730
 DEFAULT_SERVER = "127.0.0.1:4730"
@@ -141,7 +141,7 @@ def _socket_buffer_size() -> int:
 SOCKET_BUFFER = _socket_buffer_size()
 
 
-def _server_sockets(servers: Sequence[Tuple[str, int]]):
+def _server_sockets(servers: Sequence[Tuple[str, int]]) -> Iterator[socket.socket]:
     """(socket object over a dup of the fd) for each TCP socket of this process connected to
     one of these servers; the caller closes each."""
     targets = set()
