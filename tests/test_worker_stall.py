@@ -382,3 +382,59 @@ def test_a_forked_child_ends_its_stuck_sends_too(gearmand_factory, fname) -> Non
         assert status == 0, f"child exit status {status} (None: hung)"
     finally:
         _thaw(a)
+
+
+# -- the asyncio worker runs GearmanWorker in threads: the same path -------------------------
+
+def test_async_worker_big_result_to_a_stalled_server_and_two_servers_one_frozen(
+        gearmand_factory, fname) -> None:
+    import asyncio
+    from pygearman.aio import AsyncJob, AsyncWorker
+    a, b = gearmand_factory(), gearmand_factory()
+    fn = fname("aiostall")
+    big = b"y" * BIG
+    done: List[bytes] = []
+    with _proxy_for(a) as p:
+
+        async def stall_then_return(job: AsyncJob) -> bytes:
+            p.stall()
+            return big
+
+        async def one_server() -> float:
+            w = AsyncWorker(p.address)
+            w.add_function(fn, stall_then_return)
+            t0 = time.monotonic()
+            await w.run(timeout=2)
+            return time.monotonic() - t0
+
+        _submit_in_background(a.address, fn)
+        took = asyncio.run(asyncio.wait_for(one_server(), 2 + 8))
+        report("async_worker_big_result_stalled_server", run_timeout_s=2, returned_after_s=took)
+        assert took < 2 + 3, took
+
+    fn2 = fname("aiofrozen")
+
+    async def record(job: AsyncJob) -> bytes:
+        done.append(job.workload)
+        return b""
+
+    async def two_servers() -> int:
+        w = AsyncWorker([a.address, b.address])
+        w.add_function(fn2, record)
+        task = asyncio.ensure_future(w.run(timeout=30))
+        await asyncio.to_thread(wait_for, lambda: workers_for(a, fn2) == 1 and
+                                workers_for(b, fn2) == 1, 10, "registration on both")
+        _freeze(a)
+        try:
+            await asyncio.to_thread(_submit_in_background, b.address, fn2, 6)
+            deadline = time.monotonic() + 10
+            while len(done) < 6 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            w.stop()
+            return await asyncio.wait_for(task, 10)
+        finally:
+            _thaw(a)
+
+    asyncio.run(two_servers())
+    report("async_worker_two_servers_one_frozen", served_of_6=len(done))
+    assert len(done) == 6, len(done)
