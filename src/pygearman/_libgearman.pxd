@@ -287,7 +287,9 @@ cdef class Client:
 
 
 cdef class _WH:
-    cdef gearman_worker_st *w      # owned; freed by the Worker (close / dealloc), never here
+    cdef gearman_worker_st *w      # owned: freed by Worker.close() or when this object dies
+    cdef unsigned long gen         # process generation (a forked child never frees the parent's)
+    cdef object exc                # the _Exc its log function writes to, kept alive with it
     cdef bytes host                # its one job server (None: not attached yet)
     cdef int port
     cdef int read_fd               # its wakeup pipe

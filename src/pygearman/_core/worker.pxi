@@ -9,11 +9,21 @@ cdef enum:
 cdef double ASIDE_STALLED = 5.0
 
 
+# exc must outlive the handle (libgearman may log while it is freed): no clearing by the cycle
+# collector before __dealloc__.
+@cython.no_gc_clear
 cdef class _WH:
     """One libgearman worker handle with one job server. A worker keeps one per server, so a
     server that is frozen or stops reading holds up only its own handle: libgearman's grab loop
     waits on each connection of a handle in turn (docs/libgearman-1.1.20.md#worker-one-server-at-a-time),
-    and its sends wait forever on a silent one (docs/libgearman-1.1.20.md#job-send-loops)."""
+    and its sends wait forever on a silent one (docs/libgearman-1.1.20.md#job-send-loops).
+    It owns its handle: it frees it when it dies (the Worker's list of them may be cleared by
+    the cycle collector before the Worker's own __dealloc__ runs), except in a forked child."""
+
+    def __dealloc__(self):
+        if self.w != NULL and self.gen == _fork_gen:
+            gearman_worker_free(self.w)
+        self.w = NULL
 
 
 cdef class Worker:
@@ -47,6 +57,8 @@ cdef class Worker:
         cdef _Function f
         cdef bytes bname
         cdef _WH h = _WH.__new__(_WH)
+        h.gen = _fork_gen
+        h.exc = self._exc
         h.w = gearman_worker_create(NULL)
         if h.w == NULL:
             raise MemoryError("gearman_worker_create failed")
@@ -131,13 +143,7 @@ cdef class Worker:
         return 0
 
     def __dealloc__(self):
-        cdef _WH h
-        if self._hs is not None and self._fork_gen == _fork_gen:
-            for h in self._hs:
-                if h.w != NULL:
-                    gearman_worker_free(h.w)
-                    h.w = NULL
-        self._w = NULL
+        self._w = NULL          # the handles are freed by their _WH objects
 
     cdef int _enter(self) except -1:
         if self._fork_gen != _fork_gen and not self._closed:
