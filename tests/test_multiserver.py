@@ -106,3 +106,47 @@ def test_echo_checks_every_server(two):
         b.stop()
         with pytest.raises(ConnectionError, match=str(b.port)):
             c.echo()
+
+
+def test_a_worker_with_two_servers_in_a_cycle_frees_its_connections(two, fname):
+    """One libgearman handle per server: when the cycle collector frees a worker (here it is
+    reachable from its own function), every handle's connection is closed."""
+    import gc
+    import os
+    import socket as _socket
+    import warnings
+    a, b = two
+    peers = {("127.0.0.1", int(s.address.rsplit(":", 1)[1])) for s in (a, b)}
+
+    def connections() -> int:
+        n = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                    continue
+                dup = os.dup(int(fd))
+            except OSError:
+                continue
+            try:
+                s = _socket.socket(fileno=dup)
+            except OSError:
+                os.close(dup)
+                continue
+            with s:
+                try:
+                    n += s.getpeername()[:2] in peers
+                except (OSError, TypeError, ValueError):
+                    pass
+        return n
+
+    fn = fname("cycle")
+    for _ in range(2):
+        w = GearmanWorker([a.address, b.address])
+        w.add_function(fn, lambda job, w=w: w)          # a reference cycle
+        assert w.work(timeout=0.3) is False              # connected to both, no job
+        assert connections() == 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del w
+            gc.collect()
+        assert connections() == 0

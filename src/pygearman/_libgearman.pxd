@@ -292,8 +292,26 @@ cdef class Client:
     cdef _Run _run_for(self, Py_ssize_t n, double deadline, int batch)
 
 
+cdef class _WH:
+    cdef gearman_worker_st *w      # owned: freed by Worker.close() or when this object dies
+    cdef unsigned long gen         # process generation (a forked child never frees the parent's)
+    cdef object exc                # the _Exc its log function writes to, kept alive with it
+    cdef bytes host                # its one job server (None: not attached yet)
+    cdef int port
+    cdef int read_fd               # its wakeup pipe
+    cdef int write_fd
+    cdef double aside_until        # unreachable or stalled: not asked before then
+    cdef double backoff            # current reconnect backoff (0 while connected)
+    cdef double probe_next         # an inconclusive probe is repeated after this
+    cdef bint probed               # answered our probe like a Gearman server
+    cdef bint warned               # its connection problem was logged (once)
+    cdef bint need_ident           # the identifier must be sent again on it
+
+
 cdef class Worker:
-    cdef gearman_worker_st *_w
+    cdef gearman_worker_st *_w     # the handle in use (of _hs[_cur])
+    cdef list _hs                  # _WH: one libgearman handle per job server
+    cdef int _cur                  # index in _hs of the handle in use
     cdef list _servers             # [(host bytes, port)] to re-add after a reset
     cdef dict _functions           # name -> _Function; keeps every context pointer given to C alive
     cdef list _retired             # replaced/unregistered _Function objects libgearman may still point to
@@ -314,8 +332,11 @@ cdef class Worker:
     cdef bint _probed              # every server answered our probe like a Gearman server
     cdef bint _bufs_done           # socket buffers enlarged since the last (re)connect
     cdef GearmanJob _spare         # the last job object, when its function kept no reference (reused)
+    cdef double _deadline          # of the running work()/run() (-1: none); sends look at it
+    cdef bint _aborted             # a send of the current job was ended half-way (connection to drop)
     cdef int _apply_identifier(self) except -1
     cdef int _probe_all(self) except -1
+    cdef list _send_servers(self)
     cdef int _backoff_sleep(self, double seconds) except -1
     cdef int _enter(self) except -1
     cdef void _drain_wakeup(self) noexcept
@@ -327,7 +348,12 @@ cdef class Worker:
     cdef list _pending             # (host, port) whose names did not resolve yet
     cdef double _pending_at        # when they were last tried
     cdef int _retry_pending(self) except -1
-    cdef int _make_handle(self) except -1
+    cdef _WH _new_wh(self)
+    cdef int _attach(self, bytes host, int port) except -1
+    cdef int _use(self, int i) noexcept
+    cdef int _drain_all(self) noexcept
+    cdef object _loop_multi(self, bint one, double deadline)
+    cdef int _idle_wait_multi(self, double deadline) except -1
     cdef int _after_fork(self) except -1
     cdef int _idle_wait(self, double deadline) except -1
     cdef object _loop(self, bint one, double deadline)
@@ -338,6 +364,7 @@ cdef class GearmanJob:
     cdef bint _finished            # complete/fail/exception already sent by the user
     cdef object _workload          # bytes, copied on first access (None until then)
     cdef unsigned long _owner      # thread that runs the function (job calls from other threads are refused)
+    cdef PyObject *_wk             # borrowed: the Worker running it (it owns its job objects)
     cdef int _check(self) except -1
     cdef int _sent(self, gearman_return_t rc, str what) except -1
     cdef int _send_bytes(self, int kind, object data) except -1

@@ -39,7 +39,7 @@ from pygearman.errors import (
     error_class_for,
 )
 from pygearman._handle import JobHandle, handle_class
-from pygearman._servers import enlarge_socket_buffers, probe_gearman
+from pygearman._servers import enlarge_socket_buffers, probe_gearman, reset_on_close, unsent_bytes
 
 include "_core/util.pxi"
 include "_core/errors.pxi"
@@ -50,5 +50,6 @@ include "_core/run.pxi"
 include "_core/task.pxi"
 include "_core/batch.pxi"
 include "_core/client.pxi"
+include "_core/send.pxi"
 include "_core/job.pxi"
 include "_core/worker.pxi"

@@ -6,7 +6,8 @@ from cpython.ref cimport Py_REFCNT
 cdef enum:
     # Sends smaller than this keep the GIL: a GIL release/acquire costs more than the send (one
     # non-blocking send() into an enlarged socket buffer). Such a send could only block while
-    # the kernel's send buffer is full, i.e. gearmand has stopped reading. Larger sends release it.
+    # the kernel's send buffer is full, i.e. gearmand has stopped reading. Larger sends release it
+    # and are watched (send.pxi: _send_guarded).
     SEND_KEEP_GIL = 65536
 
 
@@ -89,20 +90,30 @@ cdef class GearmanJob:
         cdef object keep = None
         cdef _Payload p
         cdef gearman_return_t rc
+        cdef Worker w
         self._check()
+        w = <Worker>self._wk
+        if w._aborted:
+            raise GearmanConnectionError("this job's connection was dropped (a send to the job "
+                                         "server did not finish); the server requeues the job",
+                                         GEARMAN_LOST_CONNECTION)
         keep = _payload_get(&p, data, "data")
         try:
             if p.size < SEND_KEEP_GIL:
                 rc = _job_send(self._job, kind, p.ptr, p.size)
             else:
-                with nogil:
-                    rc = _job_send(self._job, kind, p.ptr, p.size)
+                rc = _send_guarded(w, self._job, kind, p.ptr, p.size)
         finally:
             _payload_release(&p)
-        if kind == 2:
+        if kind == 2 or w._aborted:
             self._finished = True
         if rc == GEARMAN_SUCCESS:
             return 0
+        if w._aborted:
+            w._exc.raise_if_stored()        # Ctrl-C (or a signal handler's exception) ended it
+            raise GearmanConnectionError("a send to the job server did not finish (it stopped "
+                                         "reading); the connection is dropped and the server "
+                                         "requeues the job", GEARMAN_LOST_CONNECTION)
         return self._sent(rc, ("send_data", "send_warning", "send_complete")[kind])
 
     def send_data(self, data):
@@ -140,8 +151,14 @@ cdef class GearmanJob:
             message = message.encode("utf-8")
         if not isinstance(message, bytes):
             raise TypeError("send_exception takes str or bytes")
-        rc = _job_send_exception(self._job, message or b"exception")
+        if (<Worker>self._wk)._aborted:
+            raise GearmanConnectionError("this job's connection was dropped (a send to the job "
+                                         "server did not finish); the server requeues the job",
+                                         GEARMAN_LOST_CONNECTION)
+        rc = _job_send_exception(<Worker>self._wk, self._job, message or b"exception")
         self._finished = True
+        if rc != GEARMAN_SUCCESS and (<Worker>self._wk)._aborted:
+            (<Worker>self._wk)._exc.raise_if_stored()
         self._sent(rc, "send_exception")
 
     def __repr__(self):
@@ -159,15 +176,19 @@ cdef inline gearman_return_t _job_send(gearman_job_st *job, int kind, const char
     return gearman_job_send_complete(job, p, n)
 
 
-cdef gearman_return_t _job_send_exception(gearman_job_st *job, bytes message) noexcept:
-    cdef gearman_return_t rc
+cdef inline gearman_return_t _job_send_any(gearman_job_st *job, int kind, const char *p,
+                                           size_t n) noexcept nogil:
+    if kind == 3:
+        return gearman_job_send_exception(job, p, n)
+    return _job_send(job, kind, p, n)
+
+
+cdef gearman_return_t _job_send_exception(Worker w, gearman_job_st *job, bytes message) noexcept:
     cdef const char *p = PyBytes_AS_STRING(message)
     cdef size_t n = PyBytes_GET_SIZE(message)
     if n < SEND_KEEP_GIL:
         return gearman_job_send_exception(job, p, n)
-    with nogil:
-        rc = gearman_job_send_exception(job, p, n)
-    return rc
+    return _send_guarded(w, job, 3, p, n)
 
 
 cdef inline void _job_detach(GearmanJob pj) noexcept:
@@ -288,8 +309,10 @@ cdef gearman_return_t _job_run(gearman_job_st *job, void *context, int *keep_gil
     else:
         w._spare = None             # in use; back to the worker below if nobody kept it
     pj._job = job
+    pj._wk = <PyObject *>w
     pj._finished = False
     pj._owner = PyThread_get_thread_ident()
+    w._aborted = False
     w._jobs += 1
     if not w._bufs_done:
         # the first job on a new connection: lift libgearman's 32 KiB socket buffers before its
@@ -317,13 +340,12 @@ cdef gearman_return_t _job_run(gearman_job_st *job, void *context, int *keep_gil
                 if p.size < SEND_KEEP_GIL:
                     rc = gearman_job_send_complete(job, p.ptr, p.size)
                 else:
-                    with nogil:
-                        rc = gearman_job_send_complete(job, p.ptr, p.size)
+                    rc = _send_guarded(w, job, 2, p.ptr, p.size)
             finally:
                 _payload_release(&p)
             if rc == GEARMAN_SUCCESS:
                 keep_gil[0] = 1
-            else:
+            elif not w._aborted:
                 _job_final_failed(f, job, rc, "result")
     except Retry as e:
         keep_gil[0] = 0
@@ -332,6 +354,12 @@ cdef gearman_return_t _job_run(gearman_job_st *job, void *context, int *keep_gil
         keep_gil[0] = 0
         ret = _job_failed(f, pj, job, e)
     _job_detach(pj)
+    if w._aborted:
+        # a send was ended half-way: libgearman must drop this connection (GEARMAN_ERROR closes
+        # the handle's sockets), gearmand requeues the job; the server is set aside for a while
+        keep_gil[0] = 0
+        ret = GEARMAN_ERROR
+        w._reident_next = w._identifier is not None
     if Py_REFCNT(pj) == 1:
         # nobody kept it (this function's reference is the only one): reuse it for the next job
         pj._workload = None
@@ -349,6 +377,8 @@ cdef gearman_return_t _job_retry(_Function f, GearmanJob pj, gearman_job_st *job
     cdef Worker w = <Worker>f.worker
     cdef gearman_return_t rc
     try:
+        if w._aborted:
+            return GEARMAN_ERROR
         if pj._finished:
             return GEARMAN_SUCCESS
         handle = _text(gearman_job_handle(job))
@@ -359,7 +389,7 @@ cdef gearman_return_t _job_retry(_Function f, GearmanJob pj, gearman_job_st *job
             text = f"Retry: gave up after {limit} retries" + (f": {e}" if str(e) else "")
             _log.info("job %r %s", f.name, text)
             _job_detach(pj)
-            rc = _job_send_exception(job, text.encode("utf-8", "replace"))
+            rc = _job_send_exception(w, job, text.encode("utf-8", "replace"))
             if rc != GEARMAN_SUCCESS:
                 _job_final_failed(f, job, rc, "exception")
             return GEARMAN_FAIL
@@ -436,6 +466,10 @@ cdef gearman_return_t _job_failed(_Function f, GearmanJob pj, gearman_job_st *jo
     cdef gearman_return_t rc
     cdef str handle
     try:
+        if (<Worker>f.worker)._aborted:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                (<Worker>f.worker)._exc.store(e)
+            return GEARMAN_ERROR        # half a packet went out: no more sending on it
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             (<Worker>f.worker)._exc.store(e)
             if pj._finished:
@@ -448,7 +482,7 @@ cdef gearman_return_t _job_failed(_Function f, GearmanJob pj, gearman_job_st *jo
         _log.error("job %s %s failed", f.name, handle, exc_info=e)
         text = _describe(e)
         _job_detach(pj)
-        rc = _job_send_exception(job, text.encode("utf-8", "replace"))
+        rc = _job_send_exception(<Worker>f.worker, job, text.encode("utf-8", "replace"))
         if rc != GEARMAN_SUCCESS:
             _job_final_failed(f, job, rc, "exception")
         return GEARMAN_FAIL

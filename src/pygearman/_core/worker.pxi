@@ -1,11 +1,40 @@
 # The worker: registration, the work loop, idle waits, reconnects, fork.
 
+cdef enum:
+    # With several servers, each handle's turn at waiting (a server that does not answer costs
+    # at most this per round; a NOOP from another is seen within (servers - 1) times this)
+    MULTI_WAIT_MS = 25
+
+# A server that stopped reading while a result went to it is not asked again for this long.
+cdef double ASIDE_STALLED = 5.0
+
+
+# exc must outlive the handle (libgearman may log while it is freed): no clearing by the cycle
+# collector before __dealloc__.
+@cython.no_gc_clear
+cdef class _WH:
+    """One libgearman worker handle with one job server. A worker keeps one per server, so a
+    server that is frozen or stops reading holds up only its own handle: libgearman's grab loop
+    waits on each connection of a handle in turn (docs/libgearman-1.1.20.md#worker-one-server-at-a-time),
+    and its sends wait forever on a silent one (docs/libgearman-1.1.20.md#job-send-loops).
+    It owns its handle: it frees it when it dies (the Worker's list of them may be cleared by
+    the cycle collector before the Worker's own __dealloc__ runs), except in a forked child."""
+
+    def __dealloc__(self):
+        if self.w != NULL and self.gen == _fork_gen:
+            gearman_worker_free(self.w)
+        self.w = NULL
+
 
 cdef class Worker:
-    """Compiled core of :class:`pygearman.GearmanWorker` (use that class)."""
+    """Compiled core of :class:`pygearman.GearmanWorker` (use that class).
+
+    Handles: ``_hs`` holds one libgearman worker handle per job server (``_WH``), each with the
+    same functions, namespace, identifier and options; ``_w`` is the one in use. With one
+    server the work loop is the plain one (``_loop``); with several, ``_loop_multi`` takes the
+    servers in turn and sets aside one that does not answer. Only this class frees handles."""
 
     def __cinit__(self, *args, **kwargs):
-        cdef gearman_id_t wid
         self._servers = []
         self._functions = {}
         self._retired = []
@@ -14,55 +43,99 @@ cdef class Worker:
         self._identifier = None
         self._exc = _Exc()
         self._poll_interval = 1.0
-        self._make_handle()
-
-    cdef int _make_handle(self) except -1:
-        """A new libgearman worker handle with our settings (no servers, no functions yet)."""
-        cdef gearman_id_t wid
-        self._w = gearman_worker_create(NULL)
-        if self._w == NULL:
-            raise MemoryError("gearman_worker_create failed")
+        self._deadline = -1.0
+        self._hs = []
         self._fork_gen = _fork_gen
-        gearman_worker_remove_servers(self._w)   # drop $GEARMAN_SERVERS; the Python layer decides
-        # set_timeout also turns on GEARMAN_WORKER_TIMEOUT_RETURN, without which the worker
-        # swallows timeouts and we could never look at signals (docs/libgearman-1.1.20.md#timeout-per-poll).
-        gearman_worker_set_timeout(self._w, SLICE_MS)
-        gearman_worker_set_log_fn(self._w, _log_line, <void *>self._exc, _log_verbosity())
-        # GRAB_JOB_UNIQ rather than libgearman's GRAB_JOB_ALL: every job server knows it (gear's
-        # Server and Perl's Gearman::Server do not know GRAB_JOB_ALL), and it carries the unique
-        gearman_worker_remove_options(self._w, GEARMAN_WORKER_GRAB_ALL)
-        if not self._plain_grab:
-            gearman_worker_add_options(self._w, GEARMAN_WORKER_GRAB_UNIQ)
-        wid = gearman_worker_id(self._w)
-        self._read_fd = wid.read_fd
-        self._write_fd = wid.write_fd
-        return 0
+        self._hs.append(self._new_wh())
+        self._use(0)
 
-    cdef int _after_fork(self) except -1:
-        """First use in a forked child: the handle, its sockets and its wakeup pipe are the
-        parent's. It is left alone (freeing it would shut the parent's sockets down) and the
-        child gets a new one with the same servers, namespace, functions and identifier."""
+    cdef _WH _new_wh(self):
+        """A new libgearman worker handle with our settings, namespace and functions (no
+        server yet)."""
+        cdef gearman_id_t wid
         cdef gearman_return_t rc
         cdef _Function f
         cdef bytes bname
+        cdef _WH h = _WH.__new__(_WH)
+        h.gen = _fork_gen
+        h.exc = self._exc
+        h.w = gearman_worker_create(NULL)
+        if h.w == NULL:
+            raise MemoryError("gearman_worker_create failed")
+        gearman_worker_remove_servers(h.w)   # drop $GEARMAN_SERVERS; the Python layer decides
+        # set_timeout also turns on GEARMAN_WORKER_TIMEOUT_RETURN, without which the worker
+        # swallows timeouts and we could never look at signals (docs/libgearman-1.1.20.md#timeout-per-poll).
+        gearman_worker_set_timeout(h.w, SLICE_MS)
+        gearman_worker_set_log_fn(h.w, _log_line, <void *>self._exc, _log_verbosity())
+        # GRAB_JOB_UNIQ rather than libgearman's GRAB_JOB_ALL: every job server knows it (gear's
+        # Server and Perl's Gearman::Server do not know GRAB_JOB_ALL), and it carries the unique
+        gearman_worker_remove_options(h.w, GEARMAN_WORKER_GRAB_ALL)
+        if not self._plain_grab:
+            gearman_worker_add_options(h.w, GEARMAN_WORKER_GRAB_UNIQ)
+        wid = gearman_worker_id(h.w)
+        h.read_fd = wid.read_fd
+        h.write_fd = wid.write_fd
+        h.need_ident = self._identifier is not None
+        if self._namespace_b is not None:
+            gearman_worker_set_namespace(h.w, self._namespace_b, len(self._namespace_b))
+        for f in self._functions.values():
+            bname = f.name.encode("utf-8")
+            rc = gearman_worker_define_function(h.w, bname, PyBytes_GET_SIZE(bname),
+                                                gearman_function_create(_job_trampoline),
+                                                <uint32_t>f.timeout, <void *>f)
+            if rc != GEARMAN_SUCCESS:
+                gearman_worker_free(h.w)
+                h.w = NULL
+                _check(rc, self, None)
+        return h
+
+    cdef int _use(self, int i) noexcept:
+        cdef _WH h = <_WH>self._hs[i]
+        self._cur = i
+        self._w = h.w
+        self._read_fd = h.read_fd
+        self._write_fd = h.write_fd
+        return 0
+
+    cdef int _attach(self, bytes host, int port) except -1:
+        """Give a (resolving) server its handle: the first handle while it has none."""
+        cdef gearman_return_t rc
+        cdef _WH h = <_WH>self._hs[0]
+        cdef const char *hp = host
+        cdef in_port_t pt = <in_port_t>port
+        if h.host is not None:
+            h = self._new_wh()
+        with nogil:                 # resolves the name
+            rc = gearman_worker_add_server(h.w, hp, pt)
+        if rc != GEARMAN_SUCCESS:
+            if h is not self._hs[0]:
+                gearman_worker_free(h.w)
+                h.w = NULL
+            return <int>rc
+        h.host = host
+        h.port = port
+        if h is not self._hs[0]:
+            self._hs.append(h)
+        return 0
+
+    cdef int _after_fork(self) except -1:
+        """First use in a forked child: the handles, their sockets and wakeup pipes are the
+        parent's. They are left alone (freeing them would shut the parent's sockets down) and
+        the child gets new ones with the same servers, namespace, functions and identifier."""
+        cdef gearman_return_t rc
         self._w = NULL
         self._busy = False
         self._stop_requested = False
         self._spare = None
-        self._make_handle()
-        if self._namespace_b is not None:
-            gearman_worker_set_namespace(self._w, self._namespace_b, len(self._namespace_b))
+        self._fork_gen = _fork_gen
+        self._hs = [self._new_wh()]
+        self._use(0)
         for host, port in self._servers:
             if self._pending is not None and (host, port) in self._pending:
                 continue
-            rc = gearman_worker_add_server(self._w, <bytes>host, <in_port_t><int>port)
+            rc = <gearman_return_t>self._attach(<bytes>host, <int>port)
             _check(rc, self, None)
-        for f in self._functions.values():
-            bname = f.name.encode("utf-8")
-            rc = gearman_worker_define_function(self._w, bname, PyBytes_GET_SIZE(bname),
-                                                gearman_function_create(_job_trampoline),
-                                                <uint32_t>f.timeout, <void *>f)
-            _check(rc, self, None)
+        self._use(0)
         self._probed = False
         self._bufs_done = False
         self._backoff = 0
@@ -70,9 +143,7 @@ cdef class Worker:
         return 0
 
     def __dealloc__(self):
-        if self._w != NULL and self._fork_gen == _fork_gen:
-            gearman_worker_free(self._w)
-        self._w = NULL
+        self._w = NULL          # the handles are freed by their _WH objects
 
     cdef int _enter(self) except -1:
         if self._fork_gen != _fork_gen and not self._closed:
@@ -89,7 +160,7 @@ cdef class Worker:
         cdef gearman_return_t rc
         self._enter()
         try:
-            rc = gearman_worker_add_server(self._w, host, <in_port_t>port)
+            rc = <gearman_return_t>self._attach(host, port)
             if rc == GEARMAN_GETADDRINFO:
                 # A name that does not resolve (yet: in container setups a peer's name often
                 # appears later) must not stop the worker from serving the other servers: it is
@@ -109,17 +180,12 @@ cdef class Worker:
         """Add the servers whose names did not resolve, once they do (at most every 2 s)."""
         cdef gearman_return_t rc
         cdef double now = _now()
-        cdef const char *h
-        cdef in_port_t pt
         if not self._pending or now - self._pending_at < 2.0:
             return 0
         self._pending_at = now
         still = []
         for host, port in self._pending:
-            h = <bytes>host
-            pt = <in_port_t><int>port
-            with nogil:                 # resolves the name
-                rc = gearman_worker_add_server(self._w, h, pt)
+            rc = <gearman_return_t>self._attach(<bytes>host, <int>port)
             if rc == GEARMAN_SUCCESS:
                 _log.info("worker: %s:%d resolves now; serving it too",
                           (<bytes>host).decode("utf-8", "replace"), port)
@@ -168,11 +234,12 @@ cdef class Worker:
         f.worker = <PyObject *>self
         self._enter()
         try:
-            rc = gearman_worker_define_function(self._w, bname, PyBytes_GET_SIZE(bname),
-                                                gearman_function_create(_job_trampoline),
-                                                <uint32_t>timeout, <void *>f)
-            if rc != GEARMAN_SUCCESS:
-                _check(rc, self, None)
+            for h in self._hs:
+                rc = gearman_worker_define_function((<_WH>h).w, bname, PyBytes_GET_SIZE(bname),
+                                                    gearman_function_create(_job_trampoline),
+                                                    <uint32_t>timeout, <void *>f)
+                if rc != GEARMAN_SUCCESS:
+                    _check(rc, self, None)
             # libgearman replaced any earlier definition: only now may the old context die.
             old = self._functions.get(f.name)
             if old is not None:
@@ -192,9 +259,10 @@ cdef class Worker:
             raise KeyError(f"no function {key!r} is registered")
         self._enter()
         try:
-            rc = gearman_worker_unregister(self._w, bname)
-            if rc != GEARMAN_SUCCESS:
-                _check(rc, self, None)
+            for h in self._hs:
+                rc = gearman_worker_unregister((<_WH>h).w, bname)
+                if rc != GEARMAN_SUCCESS:
+                    _check(rc, self, None)
             # libgearman drops the function lazily: keep its context alive until the worker dies.
             self._retired.append(self._functions.pop(key))
         finally:
@@ -214,9 +282,10 @@ cdef class Worker:
         self._enter()
         try:
             if self._functions:
-                rc = gearman_worker_unregister_all(self._w)
-                if rc != GEARMAN_SUCCESS:
-                    _check(rc, self, None)
+                for h in self._hs:
+                    rc = gearman_worker_unregister_all((<_WH>h).w)
+                    if rc != GEARMAN_SUCCESS:
+                        _check(rc, self, None)
                 self._retired.extend(self._functions.values())
                 self._functions = {}
         finally:
@@ -234,7 +303,8 @@ cdef class Worker:
             raise ValueError("namespace must be at most 511 bytes, without NUL")
         if self._functions:
             raise RuntimeError("set the namespace before adding functions")
-        gearman_worker_set_namespace(self._w, b, len(b))
+        for h in self._hs:
+            gearman_worker_set_namespace((<_WH>h).w, b, len(b))
         self._namespace_b = b
 
     def _set_poll_interval(self, seconds):
@@ -277,10 +347,15 @@ cdef class Worker:
         """Name this worker for the admin protocol (``workers``). libgearman 1.1.20 forgets it
         after a reconnect; pygearman sends it again."""
         cdef bytes b = _coerce(identifier, "identifier", C_IDENTIFIER)
+        cdef int i
         self._enter()
         try:
             self._identifier = b
-            self._apply_identifier()
+            for i in range(len(self._hs)):
+                if (<_WH>self._hs[i]).host is not None:
+                    self._use(i)
+                    self._apply_identifier()
+            self._use(0)
         finally:
             self._busy = False
 
@@ -300,6 +375,7 @@ cdef class Worker:
         with nogil:   # sends SET_CLIENT_ID on each connected socket
             rc = gearman_worker_set_identifier(self._w, p, n)
         _log.debug("worker: identifier %r sent again (%s)", self._identifier, strerror(rc))
+        (<_WH>self._hs[self._cur]).need_ident = False
         self._reident = False
         self._ident_at = _now()
         return 0
@@ -402,6 +478,7 @@ cdef class Worker:
         cdef bint timed_out = False
         last_err = None
         self._enter()
+        self._deadline = deadline
         try:
             if not self._functions:
                 raise RuntimeError("no functions registered: call add_function() first")
@@ -474,7 +551,8 @@ cdef class Worker:
                         "GEARMAN_ERROR" in _text(gearman_worker_error(self._w)):
                     # the server answered GRAB_JOB_UNIQ with ERROR (Perl's Gearman::Server knows
                     # only GRAB_JOB): ask with GRAB_JOB from now on; job.unique is then empty
-                    gearman_worker_remove_options(self._w, GEARMAN_WORKER_GRAB_UNIQ)
+                    for h in self._hs:
+                        gearman_worker_remove_options((<_WH>h).w, GEARMAN_WORKER_GRAB_UNIQ)
                     self._plain_grab = True
                     _log.warning("worker: %s answers GRAB_JOB_UNIQ with ERROR: using GRAB_JOB "
                                  "(job.unique is empty there)", ", ".join(self.servers))
@@ -490,6 +568,7 @@ cdef class Worker:
                     break
         finally:
             self._stop_requested = False
+            self._deadline = -1.0
             self._busy = False
         if timed_out and not reached and last_err is not None:
             # "no job" is False / 0; "no server at all" says so
@@ -501,12 +580,244 @@ cdef class Worker:
     def _work(self, timeout):
         """Wait for one job and run it. Returns True if a job was processed, False if the
         timeout passed or stop() was called first."""
-        return self._loop(True, _deadline_from(timeout, -1.0)) > 0
+        cdef double deadline = _deadline_from(timeout, -1.0)
+        if len(self._hs) > 1 or self._pending:
+            return self._loop_multi(True, deadline) > 0
+        return self._loop(True, deadline) > 0
 
     def _run(self, timeout):
         """Process jobs until stop() is called (from any thread or a signal handler), Ctrl-C,
         or the timeout. Returns the number of jobs processed."""
-        return self._loop(False, _deadline_from(timeout, -1.0))
+        cdef double deadline = _deadline_from(timeout, -1.0)
+        if len(self._hs) > 1 or self._pending:
+            return self._loop_multi(False, deadline)
+        return self._loop(False, deadline)
+
+    # -- several servers: one handle each, taken in turn -------------------------------------
+
+    cdef int _drain_all(self) noexcept:
+        cdef char buf[64]
+        cdef _WH h
+        for h in self._hs:
+            while read(h.read_fd, buf, sizeof(buf)) > 0:
+                pass
+        return 0
+
+    cdef int _idle_wait_multi(self, double deadline) except -1:
+        """Every server said "no job" (each handle sent its PRE_SLEEP) or did not answer: wait
+        for a NOOP on any of them, sending nothing. libgearman waits on one handle at a time, so
+        the handles take turns in short waits (MULTI_WAIT_MS each); the one that wakes becomes
+        the handle in use. Returns after poll_interval (to ask again), on stop(), at the deadline."""
+        cdef gearman_return_t rc
+        cdef double regrab = _now() + self._poll_interval if self._poll_interval > 0 else -1
+        cdef double now
+        cdef int ms, i, n = len(self._hs), waited
+        cdef sigset_t old
+        cdef bint held
+        cdef _WH h
+        cdef pollfd pfd
+        while not self._stop_requested:
+            waited = 0
+            for i in range(n):
+                h = <_WH>self._hs[(self._cur + 1 + i) % n]
+                now = _now()
+                if h.host is None or h.aside_until > now:
+                    continue
+                ms = _slice_ms(deadline, MULTI_WAIT_MS)
+                if regrab >= 0:
+                    if now >= regrab:
+                        return 0
+                    if (regrab - now) * 1000 < ms:
+                        ms = max(1, <int>((regrab - now) * 1000))
+                gearman_worker_set_timeout(h.w, ms)
+                with nogil:
+                    held = _hold_signals(&old)
+                    rc = gearman_worker_wait(h.w)
+                    if held:
+                        _release_signals(&old)
+                gearman_worker_set_timeout(h.w, SLICE_MS)
+                _check_signals(self._exc)
+                if rc == GEARMAN_SHUTDOWN_GRACEFUL:
+                    self._drain_all()
+                    return 0
+                if rc == GEARMAN_NO_ACTIVE_FDS:
+                    continue        # nothing to wait on there (not connected): asked next round
+                waited += 1
+                if rc != GEARMAN_TIMEOUT:
+                    self._use((self._cur + 1 + i) % n)      # it has something: serve it next
+                    return 0
+                if self._stop_requested or (deadline >= 0 and _now() >= deadline):
+                    return 0
+            if not waited:
+                # no handle to wait on: sleep a slice on the pipe (stop() wakes it)
+                pfd.fd = self._read_fd
+                pfd.events = POLLIN
+                pfd.revents = 0
+                ms = _slice_ms(deadline, SLICE_MS)
+                with nogil:
+                    poll(&pfd, 1, ms)
+                _check_signals(self._exc)
+                return 0
+            if deadline >= 0 and _now() >= deadline:
+                return 0
+        return 0
+
+    cdef object _loop_multi(self, bint one, double deadline):
+        """_loop for several servers (or names still unresolved): one libgearman handle per
+        server, asked in turn. A handle that has jobs is drained before the next is asked; one
+        whose server does not answer costs at most its short slice per round. A server that
+        cannot be reached, or that stopped reading while a result was sent to it, is set aside
+        (backoff from BACKOFF_MIN doubling to BACKOFF_MAX; ASIDE_STALLED after a stalled send)
+        with one log line, and the others are served meanwhile."""
+        cdef gearman_return_t rc
+        cdef unsigned long long start = self._jobs
+        cdef unsigned long long jobs_before
+        cdef bint reached = False
+        cdef bint timed_out = False
+        cdef int n, i, idle_run = 0, ready, ms
+        cdef double now, soonest
+        cdef _WH h
+        cdef pollfd pfd
+        last_err = None
+        self._enter()
+        self._deadline = deadline
+        self._aborted = False
+        try:
+            if not self._functions:
+                raise RuntimeError("no functions registered: call add_function() first")
+            if not self._servers:
+                raise ValueError("no job servers: add one with add_server()")
+            while True:
+                if self._stop_requested:
+                    break
+                if self._pending:
+                    self._retry_pending()
+                n = len(self._hs)
+                now = _now()
+                ready = 0
+                soonest = -1
+                for i in range(n):
+                    h = <_WH>self._hs[i]
+                    if h.host is None:
+                        continue
+                    if h.aside_until <= now:
+                        ready += 1
+                    elif soonest < 0 or h.aside_until < soonest:
+                        soonest = h.aside_until
+                if ready == 0:
+                    # nothing to ask now: wait (interruptibly) for the first to come back
+                    if last_err is None:
+                        last_err = "no server name resolves" if soonest < 0 else "unreachable"
+                    if soonest < 0 or soonest > now + BACKOFF_MIN:
+                        soonest = now + BACKOFF_MIN
+                    if deadline >= 0 and deadline < soonest:
+                        soonest = deadline
+                    ms = max(1, <int>((soonest - now) * 1000) + 1)
+                    pfd.fd = self._read_fd
+                    pfd.events = POLLIN
+                    pfd.revents = 0
+                    with nogil:
+                        poll(&pfd, 1, ms if ms < SLICE_MS else SLICE_MS)
+                    _check_signals(self._exc)
+                    if deadline >= 0 and _now() >= deadline:
+                        timed_out = True
+                        break
+                    continue
+                h = <_WH>self._hs[self._cur]
+                if h.host is None or h.aside_until > now:
+                    self._use((self._cur + 1) % n)
+                    continue
+                if not h.probed and now >= h.probe_next:
+                    verdict = _probe(h.host, h.port, f"{h.host.decode()}:{h.port}", 0.5)
+                    h.probed = verdict
+                    h.probe_next = _now() + 10.0     # inconclusive (refused, silent): later
+                gearman_worker_set_timeout(h.w, _slice_ms(deadline, MULTI_WAIT_MS))
+                _refresh_signal_policy()
+                jobs_before = self._jobs
+                rc = pyg_worker_work(h.w, &_async_signals if _handlers_installed and
+                                     pthread_equal(pthread_self(), _main_thread) else NULL)
+                self._exc.raise_if_stored()
+                if rc == GEARMAN_SUCCESS or rc == GEARMAN_WORK_FAIL or rc == GEARMAN_TIMEOUT \
+                        or rc == GEARMAN_IO_WAIT or rc == GEARMAN_NO_JOBS:
+                    reached = True
+                    if h.backoff:
+                        _log.info("worker: %s:%d answers again", h.host.decode("utf-8", "replace"),
+                                  h.port)
+                        h.need_ident = True
+                        self._bufs_done = False
+                    h.backoff = 0
+                    h.warned = False
+                    if self._aborted:
+                        # a send to it was ended half-way (it stopped reading); libgearman has
+                        # dropped the connection, gearmand requeues the job
+                        self._aborted = False
+                        h.aside_until = _now() + ASIDE_STALLED
+                        h.need_ident = True
+                        h.probed = False
+                        _log.warning("worker: %s:%d stopped reading; set aside for %.0f s, serving "
+                                     "the other servers", h.host.decode("utf-8", "replace"), h.port,
+                                     ASIDE_STALLED)
+                    elif not self._bufs_done and rc != GEARMAN_IO_WAIT:
+                        enlarge_socket_buffers([(sh.decode("utf-8", "replace"), sp)
+                                                for sh, sp in self._servers])
+                        self._bufs_done = True
+                    if self._identifier is not None and h.need_ident and h.aside_until <= _now():
+                        self._apply_identifier()
+                    if self._jobs != jobs_before:
+                        idle_run = 0
+                        if one and rc != GEARMAN_TIMEOUT:
+                            break
+                    else:
+                        # no job from this one (or no answer in its slice): ask the next; when
+                        # none had one, sleep on their PRE_SLEEPs
+                        idle_run += 1
+                        self._use((self._cur + 1) % n)
+                        if idle_run >= ready:
+                            idle_run = 0
+                            self._idle_wait_multi(deadline)
+                elif rc == GEARMAN_SHUTDOWN_GRACEFUL:
+                    self._drain_all()
+                elif rc == GEARMAN_SHUTDOWN:
+                    break
+                elif _is_conn_error(rc):
+                    last_err = _clean(_text(gearman_worker_error(h.w))) or strerror(rc)
+                    h.backoff = BACKOFF_MIN if h.backoff == 0 else min(h.backoff * 2, BACKOFF_MAX)
+                    h.aside_until = _now() + h.backoff
+                    h.need_ident = True
+                    h.probed = False
+                    h.probe_next = 0
+                    if not h.warned:
+                        _log.warning("worker: %s:%d: %s; serving the other servers, retrying it "
+                                     "with backoff", h.host.decode("utf-8", "replace"), h.port,
+                                     last_err)
+                        h.warned = True
+                    self._use((self._cur + 1) % n)
+                elif rc == GEARMAN_UNEXPECTED_PACKET and not self._plain_grab and \
+                        "GEARMAN_ERROR" in _text(gearman_worker_error(h.w)):
+                    for x in self._hs:
+                        gearman_worker_remove_options((<_WH>x).w, GEARMAN_WORKER_GRAB_UNIQ)
+                    self._plain_grab = True
+                    _log.warning("worker: %s answers GRAB_JOB_UNIQ with ERROR: using GRAB_JOB "
+                                 "(job.unique is empty there)", ", ".join(self.servers))
+                else:
+                    _log.warning("worker: %s", _clean(_text(gearman_worker_error(h.w))) or strerror(rc))
+                    h.need_ident = True
+                    h.aside_until = _now() + BACKOFF_MIN
+                    self._use((self._cur + 1) % n)
+                _check_signals(self._exc)
+                if deadline >= 0 and _now() >= deadline:
+                    timed_out = True
+                    break
+        finally:
+            self._drain_all()
+            self._stop_requested = False
+            self._deadline = -1.0
+            self._busy = False
+        if timed_out and not reached and last_err is not None:
+            raise GearmanConnectionError(f"no job server could be reached before the deadline "
+                                         f"({', '.join(self.servers)}): {last_err}",
+                                         GEARMAN_COULD_NOT_CONNECT)
+        return self._jobs - start
 
     def _stop(self):
         """Ask a running work()/run() to return after the job in hand. Safe from any thread and
@@ -517,9 +828,17 @@ cdef class Worker:
         self._stop_requested = True
         if self._fork_gen != _fork_gen:
             return          # the pipe is the parent's (nothing runs here yet)
-        wid.read_fd = self._read_fd
-        wid.write_fd = self._write_fd
-        gearman_kill(wid, GEARMAN_INTERRUPT)
+        for h in self._hs:
+            wid.read_fd = (<_WH>h).read_fd
+            wid.write_fd = (<_WH>h).write_fd
+            gearman_kill(wid, GEARMAN_INTERRUPT)
+
+    cdef list _send_servers(self):
+        """[(host str, port)] of the server the handle in use talks to."""
+        cdef _WH h = <_WH>self._hs[self._cur]
+        if h.host is None:
+            return []
+        return [(h.host.decode("utf-8", "replace"), h.port)]
 
     cdef int _probe_all(self) except -1:
         known = True
@@ -535,6 +854,7 @@ cdef class Worker:
         cdef object keep = None
         cdef _Payload p
         cdef gearman_return_t rc
+        cdef int i
         keep = _payload_get(&p, data, "echo data")
         try:
             if p.size == 0:
@@ -543,12 +863,17 @@ cdef class Worker:
             try:
                 if not self._probed:
                     self._probe_all()
-                with nogil:
-                    rc = gearman_worker_echo(self._w, p.ptr, p.size)
-                if rc != GEARMAN_SUCCESS:
-                    _check(rc, self, None)
+                for i in range(len(self._hs)):
+                    if (<_WH>self._hs[i]).host is None:
+                        continue
+                    self._use(i)
+                    with nogil:
+                        rc = gearman_worker_echo(self._w, p.ptr, p.size)
+                    if rc != GEARMAN_SUCCESS:
+                        _check(rc, self, None)
                 return True
             finally:
+                self._use(0)
                 self._busy = False
         finally:
             _payload_release(&p)
@@ -560,8 +885,11 @@ cdef class Worker:
         if self._busy:
             raise RuntimeError("cannot close a GearmanWorker while it is working; call stop() first")
         self._closed = True
-        if self._w != NULL and self._fork_gen == _fork_gen:
-            gearman_worker_free(self._w)
+        if self._fork_gen == _fork_gen:
+            for h in self._hs:
+                if (<_WH>h).w != NULL:
+                    gearman_worker_free((<_WH>h).w)
+                    (<_WH>h).w = NULL
         self._w = NULL
         self._functions = {}
 
