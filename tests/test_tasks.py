@@ -518,3 +518,19 @@ def test_a_task_set_without_callbacks_ends_with_the_same_fields(gearmand, client
     client.set_complete_callback(lambda t: seen.append(t.result))
     assert run(False) == quiet
     assert sorted(seen) == sorted([b"one", b"end", b"same", b"same"])
+
+
+def test_a_watched_twin_of_an_unwatched_task_gets_its_callbacks(gearmand, client, fname,
+                                                                 start_worker):
+    """Coalesced tasks get their events through the first of them: a callback on a later twin
+    must fire even when the first task has none."""
+    fe = fname("echo")
+    start_worker(gearmand.address, {fe: echo})
+    seen = []
+    first = client.add_task(fe, "same", None, "twin-key")
+    second = client.add_task(fe, "same", None, "twin-key",
+                             on_created=lambda t: seen.append(("created", t.handle)),
+                             on_complete=lambda t: seen.append(("complete", t.result)))
+    client.run_tasks(timeout=20)
+    assert first.result == second.result == b"same"
+    assert [e[0] for e in seen] == ["created", "complete"] and seen[1][1] == b"same"

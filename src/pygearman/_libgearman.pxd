@@ -241,7 +241,7 @@ cdef class GearmanTask(_Listener):
     cdef object _on_complete, _on_fail, _on_exception
     cdef public object context     # the user's object for this task
     cdef object _callback(self, str name)
-    cdef void _quiet(self) noexcept
+    cdef bint _watched(self) noexcept
     cdef int _settle(self, _TaskCtx *ctx, object err) except -1
 
 

@@ -209,16 +209,14 @@ cdef class GearmanTask(_Listener):
                 twin._event(task, ctx, ev)
         return 0
 
-    cdef void _quiet(self) noexcept:
-        """A task that no Python code can watch during the run (no callback of its own, none
-        client-wide, not streamed or handed out by as_completed) needs no GIL for its
-        created/complete/fail events: _settle() sets the same fields from what the context
-        kept. Data, warnings and status still come as they arrive (they are kept in order)."""
-        if self._on_created is None and self._on_data is None and self._on_warning is None \
-                and self._on_status is None and self._on_complete is None \
-                and self._on_fail is None and self._on_exception is None \
-                and self._notify is None and self._stream is None:
-            self._want_mask = EV_DATA | EV_WARNING | EV_STATUS
+    cdef bint _watched(self) noexcept:
+        """Whether Python code can watch this task during the run: a callback of its own, or
+        streamed, or handed out by as_completed()."""
+        return not (self._on_created is None and self._on_data is None
+                    and self._on_warning is None and self._on_status is None
+                    and self._on_complete is None and self._on_fail is None
+                    and self._on_exception is None and self._notify is None
+                    and self._stream is None)
 
     cdef int _settle(self, _TaskCtx *ctx, object err) except -1:
         """After the run: the state from what the context kept (the task itself is freed)."""
