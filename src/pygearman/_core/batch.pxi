@@ -115,19 +115,16 @@ cdef list _jobs_specs(_Run run, Client client, list jobs):
     cdef Py_ssize_t i, n = len(jobs)
     cdef bytes fn = None, uq, w
     cdef int priority = 0
-    # consecutive jobs mostly share function and priority objects: checked once per run of them
-    cdef object last_function = None, last_priority = None
-    cdef bint have_function = False, have_priority = False
+    # consecutive jobs mostly share their priority object: checked once per run of them (the
+    # function name: Client._function_bytes)
+    cdef object last_priority = None
+    cdef bint have_priority = False
     keep = []
     errors = [None] * n
     for i in range(n):
         function, workload, unique, priority_obj, background = jobs[i]
         try:
-            if not have_function or function is not last_function:
-                have_function = False
-                fn = _coerce(function, "function name", C_FUNCTION)
-                client._check_fn(fn)
-                last_function, have_function = function, True
+            fn = client._function_bytes(function)
             uq = _coerce(unique, "unique", C_UNIQUE)
             if not have_priority or priority_obj is not last_priority:
                 have_priority = False

@@ -151,8 +151,8 @@ cdef class Client:
             self._busy = False
 
     cdef bytes _function_bytes(self, object function):
-        """A function name as bytes, checked; a loop of single calls with one name (the same
-        str or bytes object) pays for the encode and the checks once."""
+        """A function name as bytes, checked (the one place every call checks one): calls with
+        one name (the same str or bytes object) pay for the encode and the checks once."""
         cdef bytes fn
         if function is self._fn_key and function is not None:
             return self._fn_bytes
@@ -248,11 +248,10 @@ cdef class Client:
         """A JobStream for one foreground job; nothing is sent before the first next()."""
         cdef JobStream st
         cdef GearmanTask t
-        cdef bytes fn = _coerce(function, "function name", C_FUNCTION)
+        cdef bytes fn = self._function_bytes(function)
         cdef bytes uq = _coerce(unique, "unique", C_UNIQUE)
         cdef _Run run
         _check_priority(priority)
-        self._check_fn(fn)
         self._enter()
         try:
             st = JobStream.__new__(JobStream)
@@ -334,8 +333,7 @@ cdef class Client:
                 hb.decode("utf-8", "replace")
             t._pin = (<_Server>where[0]).index if where else -1
         else:
-            fn = _coerce(function, "function name", C_FUNCTION)
-            self._check_fn(fn)
+            fn = self._function_bytes(function)
             uq = _coerce(unique, "unique", C_UNIQUE)
             # copied now: the caller may reuse a bytearray before run_tasks()
             t = _new_task(self, fn, uq, _payload_copy(workload, "workload"), priority, background)
@@ -457,12 +455,11 @@ cdef class Client:
         """Many jobs of one function, all in flight at once and run entirely in C; results
         (or handles) in input order."""
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
-        cdef bytes fn = _coerce(function, "function name", C_FUNCTION)
+        cdef bytes fn = self._function_bytes(function)
         cdef list items, uqs, out
         cdef _Run run
         _check_batch(batch)
         _check_priority(priority)
-        self._check_fn(fn)
         items, uqs = _batch_inputs(workloads, uniques)
         out = [None] * len(items)
         self._enter()
