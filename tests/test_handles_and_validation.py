@@ -198,3 +198,16 @@ def test_the_same_name_object_follows_a_namespace_change(gearmand, fname) -> Non
     with AdminClient(gearmand.address) as a:
         queued = {row.function: row.total for row in a.status()}
     assert queued.get(name) == 3 and queued.get("ns:" + name) == 1, queued
+
+
+def test_last_handle_survives_status_queries_and_batches(gearmand, fname) -> None:
+    """last_handle is the last single job's: job_status(), unique_status() and batches in
+    between do not change it (they run on an engine of their own)."""
+    fn = fname("last")
+    with GearmanClient(gearmand.address, timeout=10) as c:
+        h = c.do_background(fn, b"1", unique="last-1")
+        assert c.last_handle == h
+        assert c.job_status(h).known
+        assert c.unique_status("last-1").known
+        assert len(c.submit_background_many(fn, [b"2", b"3"])) == 2
+        assert c.last_handle == h and c.last_handle.server == gearmand.address

@@ -203,6 +203,7 @@ cdef class _Run(_Specs):
     cdef int _lane_failed(self, _Conn lane, gearman_return_t rc) except -1
     cdef void _release_lanes(self) noexcept
     cdef void _abandon_lanes(self) noexcept
+    cdef void release(self) noexcept
     cdef void _abort(self, object exc) noexcept
 
 
@@ -280,6 +281,7 @@ cdef class Client:
     cdef JobStream _stream         # the open stream(), if any
     cdef CompletedTasks _completing  # the open as_completed(), if any
     cdef _Run _single              # the engine reused for single calls
+    cdef _Run _multi               # and for the calls of several jobs (its spec array too)
     cdef object _fn_key            # the last function name given to a single call (a str is
     cdef bytes _fn_bytes           # immutable: the same object needs no new encode and check)
     cdef unsigned long _fork_gen   # process generation its connections belong to
@@ -289,7 +291,7 @@ cdef class Client:
     cdef int _check_idle(self) except -1
     cdef int _enter(self) except -1
     cdef int _check_fn(self, bytes fn) except -1
-    cdef _Run _run_for(self, Py_ssize_t n, double deadline, int batch)
+    cdef _Run _run_for(self, Py_ssize_t n, double deadline, int batch, bint single=*)
 
 
 cdef class _WH:

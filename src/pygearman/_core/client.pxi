@@ -81,7 +81,7 @@ cdef class Client:
             s.forget_all()
         self._fork_gen = _fork_gen
         self._busy = False
-        self._single = None
+        self._single = self._multi = None
         if self._stream is not None:
             self._stream._abandon_after_fork()
         self._stream = None
@@ -123,7 +123,7 @@ cdef class Client:
         whole run (deadline, lost connection) is the outcome of the jobs it left without one."""
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
         cdef Py_ssize_t i, o, n = len(jobs)
-        cdef _Run run
+        cdef _Run run = None
         _check_batch(batch)
         self._enter()
         try:
@@ -148,6 +148,8 @@ cdef class Client:
                     out[i] = err if err is not None else failed
             return out
         finally:
+            if run is not None:
+                run.release()
             self._busy = False
 
     cdef bytes _function_bytes(self, object function):
@@ -169,15 +171,21 @@ cdef class Client:
             raise ValueError("namespace + function name must stay under 1024 bytes")
         return 0
 
-    cdef _Run _run_for(self, Py_ssize_t n, double deadline, int batch):
-        """The engine for a call: the client's own, reused for single calls."""
+    cdef _Run _run_for(self, Py_ssize_t n, double deadline, int batch, bint single=False):
+        """The engine for a call that ends within it (not a stream or as_completed(), which
+        make their own): the client's own, one for single jobs (``single``: its outcome stays
+        readable for last_handle) and one for everything else (callers release() it)."""
         cdef _Run run
-        if n == 1:
+        if single:
             if self._single is None:
                 self._single = _Run(self._exc)
             run = self._single
         else:
-            run = _Run(self._exc)
+            # reused too: a batch's spec array (hundreds of KiB) is not allocated, faulted in
+            # and given back on every call
+            if self._multi is None:
+                self._multi = _Run(self._exc)
+            run = self._multi
         run.setup(self, n, deadline, batch)
         return run
 
@@ -213,7 +221,7 @@ cdef class Client:
         try:
             self._enter()
             try:
-                run = self._run_for(1, deadline, 1)
+                run = self._run_for(1, deadline, 1, True)
                 run.set_job(0, kind, priority, PyBytes_AS_STRING(fn), PyBytes_GET_SIZE(fn),
                             PyBytes_AS_STRING(uq) if uq is not None else NULL,
                             PyBytes_GET_SIZE(uq) if uq is not None else 0, p.ptr, p.size)
@@ -385,6 +393,7 @@ cdef class Client:
             finally:
                 run.client = None
                 _taskset_settle(run, tasks)
+                run.release()
         finally:
             self._busy = False
         return tasks
@@ -475,6 +484,7 @@ cdef class Client:
             finally:
                 run.client = None
                 _batch_collect(run, self._router, fn, background, out)
+                run.release()
         finally:
             self._busy = False
         if not return_exceptions:
@@ -492,7 +502,7 @@ cdef class Client:
         several know it (gearmand servers hand out the same handle texts)."""
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
         cdef bytes h = _coerce(handle, "handle", C_HANDLE)
-        cdef _Run run
+        cdef _Run run = None
         cdef Py_ssize_t i, n
         cdef _TaskCtx *ctx
         targets = self._router.servers_for(handle)
@@ -515,13 +525,15 @@ cdef class Client:
                 return (ctx.known != 0, ctx.running != 0, ctx.num, ctx.den)
             return _one_answer(run, n, targets, h)
         finally:
+            if run is not None:
+                run.release()
             self._busy = False
 
     def _unique_status(self, unique, timeout):
         """(known, running, numerator, denominator) of a job by its unique."""
         cdef double deadline = _deadline_from(timeout, self._default_timeout)
         cdef bytes uq = _coerce(unique, "unique", C_UNIQUE)
-        cdef _Run run
+        cdef _Run run = None
         cdef _TaskCtx *ctx
         if uq is None:
             raise ValueError("unique_status needs a unique")
@@ -540,6 +552,8 @@ cdef class Client:
             ctx = &run.specs[0].ctx
             return (ctx.known != 0, ctx.running != 0, ctx.num, ctx.den)
         finally:
+            if run is not None:
+                run.release()
             self._busy = False
 
     def _echo(self, data, timeout):
@@ -613,7 +627,7 @@ cdef class Client:
             self._completing.close()
         self._closed = True
         self._pending = []
-        self._single = None
+        self._single = self._multi = None
         self._reset_all()
 
     def __del__(self):

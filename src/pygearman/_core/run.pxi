@@ -724,6 +724,22 @@ cdef class _Run(_Specs):
         if isinstance(exc, Exception):
             self.abort_exc = exc
 
+    cdef void release(self) noexcept:
+        """The call is over and its outcomes were read: a run the client reuses keeps nothing
+        alive until the next call (results, the Python objects the specs point into), and a
+        big spec array is given back. Whatever still ran was abandoned (go()'s exception path),
+        so no handle points into the specs."""
+        cdef Py_ssize_t i
+        self._abandon_lanes()
+        for i in range(self.n):
+            _ctx_clear(&self.specs[i].ctx)
+        self.n = 0
+        self.keep = self.listeners = self.errors = None
+        self.abort_exc = self.first_error = None
+        self.client = None
+        if self.cap > 4096:
+            self._free_specs()
+
     def close(self):
         """Abandon what is still running (a stream closed early)."""
         self._abandon_lanes()
