@@ -12,8 +12,10 @@ class JobHandle(str):
     :meth:`GearmanClient.job_status` and :meth:`GearmanClient.cancel_job` ask the server in
     ``.server``; a plain ``str`` handle is only accepted when it is unambiguous.
 
-    Each server has its own subclass holding ``server`` as a class attribute, so a handle costs
-    no more than a ``str`` to make and to keep.
+    Each server has its own subclass holding ``server`` as a class attribute, so a handle
+    keeps no more than a ``str`` does. Making one costs more than a plain ``str`` (about 0.15 µs:
+    ``str``'s constructor for a subclass copies the text once more); the handles pygearman
+    makes are not tracked by the cyclic garbage collector, as they hold no references.
     """
 
     __slots__ = ()
