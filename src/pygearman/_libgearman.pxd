@@ -353,9 +353,6 @@ cdef class Worker:
     cdef _WH _new_wh(self)
     cdef int _attach(self, bytes host, int port) except -1
     cdef int _use(self, int i) noexcept
-    cdef int _drain_all(self) noexcept
-    cdef object _loop_multi(self, bint one, double deadline)
-    cdef int _idle_wait_multi(self, double deadline) except -1
     cdef int _after_fork(self) except -1
     cdef int _idle_wait(self, double deadline) except -1
     cdef object _loop(self, bint one, double deadline)
