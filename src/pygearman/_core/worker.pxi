@@ -31,8 +31,9 @@ cdef class Worker:
 
     Handles: ``_hs`` holds one libgearman worker handle per job server (``_WH``), each with the
     same functions, namespace, identifier and options; ``_w`` is the one in use. With one
-    server the work loop is the plain one (``_loop``); with several, ``_loop_multi`` (wmulti.pxi) takes the
-    servers in turn and sets aside one that does not answer. Only this class frees handles."""
+    server the work loop is the plain one (``_loop``); with several, ``_loop_multi``
+    (wmulti.pxi) takes the servers in turn and sets aside one that does not answer. Only this
+    class frees handles."""
 
     def __cinit__(self, *args, **kwargs):
         self._servers = []
