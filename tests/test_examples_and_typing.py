@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,18 @@ pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _sigint_default() -> None:
+    # a test run started in the background (`make test &`) ignores SIGINT, and a child inherits
+    # that: the worker below must get Ctrl-C as in a terminal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_examples_client_worker_background(gearmand):
-    worker = subprocess.Popen([sys.executable, str(ROOT / "examples" / "worker.py"), gearmand.address],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # -X faulthandler: if the worker ever ignores Ctrl-C, SIGABRT below prints where it was
+    worker = subprocess.Popen([sys.executable, "-X", "faulthandler",
+                               str(ROOT / "examples" / "worker.py"), gearmand.address],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_sigint_default)
     try:
         out = subprocess.run([sys.executable, str(ROOT / "examples" / "client.py"), gearmand.address],
                              capture_output=True, text=True, timeout=60)
@@ -26,7 +36,13 @@ def test_examples_client_worker_background(gearmand):
         assert out.stdout.startswith("queued H:") and out.stdout.rstrip().endswith("done")
     finally:
         worker.send_signal(2)
-        worker.wait(10)
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.send_signal(signal.SIGABRT)
+            worker.wait(10)
+            pytest.fail("the example worker did not stop on Ctrl-C within 10 s; its stacks:\n"
+                        + worker.stderr.read()[-6000:])
     assert "Traceback" not in worker.stderr.read()
 
 
