@@ -240,6 +240,16 @@ with GearmandServer() as server:
         c.add_task("boom", "", on_exception=lambda t: None)
         c.add_task_background("echo", "bgt")
         c.run_tasks()
+        # a task set nobody watches (events settled after the run), with coalesced uniques,
+        # a failing job and a background one; then the same with one watched twin
+        quiet = [c.add_task("echo", "d", None, "vg-dup-%d" % (i % 5)) for i in range(15)]
+        quiet.append(c.add_task("boom", "q"))
+        quiet.append(c.add_task_background("echo", "qbg"))
+        c.run_tasks()
+        assert [t.result for t in quiet[:15]] == [b"d"] * 15 and quiet[15].state == "exception"
+        c.add_task("echo", "w", None, "vg-twin")
+        c.add_task("echo", "w", None, "vg-twin", on_complete=lambda t: got.append(t.result))
+        c.run_tasks()
         assert c.submit_many("echo", [b"a", b"b", b"c"] * 10) == [b"a", b"b", b"c"] * 10
         hs = c.submit_background_many("echo", [b"q"] * 10)
         c.job_status(hs[0])
