@@ -231,39 +231,13 @@ def enlarge_socket_buffers(servers: Sequence[Tuple[str, int]], size: int = -1) -
         size = SOCKET_BUFFER
     if size <= 0:
         return 0
-    targets = set()
-    for host, port in servers:
-        try:
-            for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-                targets.add((info[0], info[4][0], info[4][1]))
-        except OSError:
-            continue
-    if not targets:
-        return 0
-    try:
-        names = os.listdir("/proc/self/fd")
-    except OSError:
-        return 0
     changed = 0
-    for name in names:
-        try:
-            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
-                continue
-            dup = os.dup(int(name))
-        except (OSError, ValueError):
-            continue
-        try:
-            sock = socket.socket(fileno=dup)
-        except OSError:
-            os.close(dup)
-            continue
+    for sock in _server_sockets(servers):
         with sock:
             try:
-                peer = sock.getpeername()
-                if (sock.family, peer[0], peer[1]) in targets:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-                    changed += 1
-            except (OSError, IndexError, TypeError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                changed += 1
+            except OSError:
                 pass
     return changed
