@@ -11,8 +11,8 @@ from typing import Any, List
 import pytest
 
 import pygearman
-from pygearman import GearmanClient, GearmanWorker
-from _support.gearmand import queued, wait_for
+from pygearman import GearmanClient
+from _support.gearmand import queued
 from _support.proxy import FaultProxy
 
 
@@ -73,31 +73,23 @@ def test_a_call_given_up_with_data_unsent_returns_at_its_deadline(gearmand, fnam
             assert c.echo()                              # and the client works again
 
 
-def test_a_batch_that_times_out_keeps_what_arrived(gearmand, fname) -> None:
+def _sleep_then_echo(job):  # type: ignore[no-untyped-def]
+    time.sleep(float(job.workload))
+    return job.workload
+
+
+def test_a_batch_that_times_out_keeps_what_arrived(gearmand, fname, start_worker) -> None:
     fn = fname("sleepy")
-    workers = []
     for _ in range(4):
-        w = GearmanWorker(gearmand.address)
-        w.add_function(fn, lambda job: (time.sleep(float(job.workload)), job.workload)[1])
-        t = threading.Thread(target=w.run, kwargs={"timeout": 30}, daemon=True)
-        t.start()
-        workers.append((w, t))
-    try:
-        wait_for(lambda: True, 1, "")
-        with GearmanClient(gearmand.address) as c:
-            with pytest.raises(pygearman.GearmanTimeoutError) as ei:
-                c.submit_many(fn, ["0", "5", "0", "5"], timeout=1.5)
-            results = ei.value.results
-            assert results[0] == b"0" and results[2] == b"0"
-            # acknowledged by the server, not finished: an exception, not None (not resubmitted)
-            assert isinstance(results[1], pygearman.GearmanTimeoutError)
-            assert isinstance(results[3], pygearman.GearmanTimeoutError)
-    finally:
-        for w, t in workers:
-            w.stop()
-        for w, t in workers:
-            t.join(10)
-            w.close()
+        start_worker(gearmand.address, {fn: _sleep_then_echo})
+    with GearmanClient(gearmand.address) as c:
+        with pytest.raises(pygearman.GearmanTimeoutError) as ei:
+            c.submit_many(fn, ["0", "5", "0", "5"], timeout=1.5)
+        results = ei.value.results
+        assert results[0] == b"0" and results[2] == b"0"
+        # acknowledged by the server, not finished: an exception, not None (not resubmitted)
+        assert isinstance(results[1], pygearman.GearmanTimeoutError)
+        assert isinstance(results[3], pygearman.GearmanTimeoutError)
 
 
 def test_a_batch_cut_short_keeps_the_handles_it_got(gearmand, fname) -> None:

@@ -138,49 +138,42 @@ def test_namespace_and_uniques_types_are_named() -> None:
             c.submit_many("f", [b"a", b"b"], uniques="ab")  # type: ignore[arg-type]
 
 
-def test_as_completed_hands_tasks_out_as_they_finish(gearmand, fname) -> None:
+def _sleep_then_echo(job):  # type: ignore[no-untyped-def]
+    time.sleep(float(job.workload))
+    return job.workload
+
+
+def test_as_completed_hands_tasks_out_as_they_finish(gearmand, fname, start_worker) -> None:
     fn = fname("sleepy")
-    workers = []
     for _ in range(3):
-        w = GearmanWorker(gearmand.address)
-        w.add_function(fn, lambda job: (time.sleep(float(job.workload)), job.workload)[1])
-        t = threading.Thread(target=w.run, kwargs={"timeout": 30}, daemon=True)
-        t.start()
-        workers.append((w, t))
-    try:
-        with GearmanClient(gearmand.address, timeout=20) as c:
-            c.add_task(fn, "0.6")
-            c.add_task(fn, "0.05")
-            c.add_task(fn, "0.3")
-            c.add_task_background(fname("nobody"), "q")
-            with pytest.raises(RuntimeError, match="as_completed"):
-                with c.as_completed() as it:
-                    next(it)
-                    c.do_normal(fn, "0")                 # the client is busy meanwhile
-            time.sleep(0.8)           # the abandoned jobs still run in the workers: let them end
-            for delay in ("0.6", "0.05", "0.3"):
-                c.add_task(fn, delay)
-            c.add_task_background(fname("nobody"), "q")
-            order = []
-            for task in c.as_completed():
-                order.append(task.workload)
-                assert task.finished
-            # the background one is done once queued; the others in the order they finish
-            assert order[-3:] == [b"0.05", b"0.3", b"0.6"] and b"q" in order
-            # leaving the loop early abandons the rest, and the client goes on
-            c.add_task(fn, "1.5")
-            c.add_task(fn, "0")
+        start_worker(gearmand.address, {fn: _sleep_then_echo})
+    with GearmanClient(gearmand.address, timeout=20) as c:
+        c.add_task(fn, "0.6")
+        c.add_task(fn, "0.05")
+        c.add_task(fn, "0.3")
+        c.add_task_background(fname("nobody"), "q")
+        with pytest.raises(RuntimeError, match="as_completed"):
             with c.as_completed() as it:
-                assert next(it).workload == b"0"
-            assert c.do_normal(fn, "0") == b"0"
-            assert c.last_handle is not None and c.last_handle.server == gearmand.address
-            assert c.do_job_handle() == c.last_handle
-    finally:
-        for w, t in workers:
-            w.stop()
-        for w, t in workers:
-            t.join(10)
-            w.close()
+                next(it)
+                c.do_normal(fn, "0")                 # the client is busy meanwhile
+        time.sleep(0.8)           # the abandoned jobs still run in the workers: let them end
+        for delay in ("0.6", "0.05", "0.3"):
+            c.add_task(fn, delay)
+        c.add_task_background(fname("nobody"), "q")
+        order = []
+        for task in c.as_completed():
+            order.append(task.workload)
+            assert task.finished
+        # the background one is done once queued; the others in the order they finish
+        assert order[-3:] == [b"0.05", b"0.3", b"0.6"] and b"q" in order
+        # leaving the loop early abandons the rest, and the client goes on
+        c.add_task(fn, "1.5")
+        c.add_task(fn, "0")
+        with c.as_completed() as it:
+            assert next(it).workload == b"0"
+        assert c.do_normal(fn, "0") == b"0"
+        assert c.last_handle is not None and c.last_handle.server == gearmand.address
+        assert c.do_job_handle() == c.last_handle
 
 
 def test_the_same_name_object_follows_a_namespace_change(gearmand, fname) -> None:
