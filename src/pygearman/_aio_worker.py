@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVa
 from pygearman._libgearman import GearmanJob
 from pygearman._servers import Servers
 from pygearman._types import JobFunction, Result, Workload
-from pygearman.worker import GearmanWorker
+from pygearman.worker import GearmanWorker, _registrar
 
 _log = logging.getLogger("pygearman.aio")
 
@@ -183,14 +183,7 @@ class AsyncWorker:
 
     def function(self, name: Optional[str] = None, *, timeout: int = 0) -> Callable[[F], F]:
         """Decorator: ``@worker.function()`` registers the function under its own name."""
-        if callable(name):
-            raise TypeError("use @worker.function() or @worker.function('name'), with parentheses")
-
-        def register(fn: F) -> F:
-            self.add_function(name if name is not None else fn.__name__, fn, timeout)
-            return fn
-
-        return register
+        return _registrar(self.add_function, name, timeout)
 
     def _make_worker(self, loop: asyncio.AbstractEventLoop, index: int) -> GearmanWorker:
         ident = self._identifier

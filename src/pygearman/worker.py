@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Callable, Dict, Optional, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Optional, Type, TypeVar, Union
 
 from pygearman import _libgearman
 from pygearman._libgearman import GearmanJob
@@ -13,6 +13,22 @@ __all__ = ["GearmanWorker", "GearmanJob", "JobFunction"]
 
 F = TypeVar("F", bound=JobFunction)
 
+
+
+G = TypeVar("G", bound=Callable[..., Any])
+
+
+def _registrar(add_function: Callable[..., None], name: Optional[str],
+               timeout: int) -> Callable[[G], G]:
+    """The decorator behind ``@worker.function()`` (GearmanWorker and AsyncWorker)."""
+    if callable(name):
+        raise TypeError("use @worker.function() or @worker.function('name'), with parentheses")
+
+    def register(fn: G) -> G:
+        add_function(name if name is not None else fn.__name__, fn, timeout)
+        return fn
+
+    return register
 
 class GearmanWorker(_libgearman.Worker):
     """A Gearman worker bound to libgearman.
@@ -79,14 +95,7 @@ class GearmanWorker(_libgearman.Worker):
     def function(self, name: Optional[str] = None, *, timeout: int = 0) -> Callable[[F], F]:
         """Decorator: ``@worker.function("title")`` registers the function (default name: the
         Python function's name) and returns it unchanged."""
-        if callable(name):
-            raise TypeError("use @worker.function() or @worker.function('name'), with parentheses")
-
-        def register(fn: F) -> F:
-            self.add_function(name if name is not None else fn.__name__, fn, timeout)
-            return fn
-
-        return register
+        return _registrar(self.add_function, name, timeout)
 
     def add_function(self, name: Union[str, bytes], function: JobFunction,
                      timeout: int = 0) -> None:
