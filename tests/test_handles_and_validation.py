@@ -2,8 +2,13 @@
 validation rules that apply before any I/O."""
 from __future__ import annotations
 
+import copy
+import gc
+import inspect
+import json
 import math
 import pickle
+import sys
 import threading
 import time
 from typing import Any
@@ -58,6 +63,72 @@ def test_job_handles_pickle_and_compare_as_str(gearmand, fname) -> None:
     assert again == h and again.server == h.server
     assert JobHandle("H:x:1", "h:1").server == "h:1" and JobHandle("H:x:1").server is None
     assert repr(h).startswith("JobHandle(")
+
+
+def test_job_handles_are_untracked_strs_that_give_their_class_back(gearmand, fname) -> None:
+    """Handles are made in C (_core/handle.pxi): one block like a str of the same text, not
+    tracked by the cyclic GC, and each drops its reference to its class when it dies."""
+    with GearmanClient(gearmand.address) as c:
+        many = c.submit_background_many(fname("h"), [b"x"] * 50)
+        h = c.do_background(fname("h"), "x")
+    cls = type(h)
+    assert all(type(x) is cls for x in many) and cls.server == gearmand.address
+    assert not gc.is_tracked(h) and not any(gc.is_tracked(x) for x in many)
+    assert sys.getsizeof(h) == sys.getsizeof(str(h))
+    gc.collect()
+    before = sys.getrefcount(cls)
+    del many
+    gc.collect()
+    assert sys.getrefcount(cls) == before - 50
+    s = str(h)
+    assert type(s) is str and s == h and hash(s) == hash(h) and {s: 1}[h] == 1
+    assert h + "!" == s + "!" and h.split(":") == s.split(":") and h.encode() == s.encode()
+    assert h[2:] == s[2:] and f"{h}" == s and json.dumps(h) == json.dumps(s)
+    assert copy.deepcopy(h) == h and copy.deepcopy(h).server == h.server
+    with pytest.raises(AttributeError):
+        h.note = 1  # type: ignore[attr-defined]
+
+
+def test_job_handle_classes_and_a_users_subclass() -> None:
+    made = JobHandle("H:é:1", "host:1")           # not ASCII: str's own constructor
+    assert made == "H:é:1" and made.server == "host:1" and type(made) is type(JobHandle("x", "host:1"))
+    assert pickle.loads(pickle.dumps(made)).server == "host:1"
+
+    class Mine(JobHandle):
+        pass
+
+    m = Mine("H:x:1")
+    assert m == "H:x:1" and isinstance(m, JobHandle) and m.server is None
+    assert repr(m) == "JobHandle('H:x:1', server=None)"
+    assert str(inspect.signature(JobHandle)) == "(handle, server=None)"
+
+
+def test_php_names_are_methods_with_signatures_and_docs(gearmand, fname) -> None:
+    """do_normal & co are compiled methods (no Python frame per call): they still read as
+    methods of GearmanClient, check their arguments and can be overridden."""
+    for name in ("do_normal", "do_high", "do_low", "do_background", "do_high_background",
+                 "do_low_background"):
+        m = getattr(GearmanClient, name)
+        assert m.__name__ == name and m.__qualname__ == f"GearmanClient.{name}"
+        assert m.__doc__.startswith("PHP ``do")
+        assert list(inspect.signature(m).parameters) == [
+            "self", "function", "workload", "unique", "timeout"]
+    with GearmanClient(gearmand.address) as c:
+        with pytest.raises(TypeError):
+            c.do_background(fname("t"), "x", None, 5)  # type: ignore[misc]
+        with pytest.raises(TypeError, match="workload"):
+            c.do_background(fname("t"), None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            GearmanClient.do_background("not a client", fname("t"))  # type: ignore[arg-type]
+
+    class Logged(GearmanClient):
+        def do_background(self, *args: Any, **kwargs: Any) -> JobHandle:
+            self.calls = getattr(self, "calls", 0) + 1
+            return super().do_background(*args, **kwargs)
+
+    with Logged(gearmand.address) as c:
+        assert c.do_background(fname("t"), "x", timeout=5).server == gearmand.address
+        assert c.calls == 1
 
 
 def test_cancel_of_a_running_job_says_false(gearmand, fname) -> None:

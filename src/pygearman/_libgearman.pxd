@@ -1,4 +1,5 @@
 # Layouts of the compiled classes, the C structs and the constants they share.
+cimport cython
 from cpython.ref cimport PyObject
 from pygearman.includes.libgearman cimport *
 
@@ -153,6 +154,7 @@ cdef class _Specs:
     cdef object first_error        # a connection's failure, raised once the others are done
     cdef bint coalesced            # _coalesce() has run over these specs
     cdef void _free_specs(self) noexcept
+    @cython.final
     cdef void set_job(self, Py_ssize_t i, int kind, int priority, const char *fn, size_t fnn,
                       const char *uq, size_t uqn, const char *wp, size_t wn) noexcept
     cdef void set_status(self, Py_ssize_t i, int kind, const char *key, Py_ssize_t server) noexcept
@@ -160,10 +162,15 @@ cdef class _Specs:
     cdef int _coalesce(self) except -1
     cdef bint _same_job(self, _Spec *a, _Spec *b) noexcept
     cdef int _fail(self, Py_ssize_t i, object err) except -1
+    @cython.final
     cdef Py_ssize_t origin(self, Py_ssize_t i) noexcept
+    @cython.final
     cdef object failure(self, Py_ssize_t o)
+    @cython.final
     cdef object error_of(self, Py_ssize_t i, bytes fn)
+    @cython.final
     cdef object value_of(self, Py_ssize_t i)
+    @cython.final
     cdef _Server server_of(self, Py_ssize_t i)
     cdef int setup_specs(self, Py_ssize_t n) except -1
 
@@ -292,6 +299,9 @@ cdef class Client:
     cdef int _enter(self) except -1
     cdef int _check_fn(self, bytes fn) except -1
     cdef _Run _run_for(self, Py_ssize_t n, double deadline, int batch, bint single=*)
+    cdef object _submit1(self, int priority, bint background, object function, object workload,
+                         object unique, object timeout, object on_data=*, object on_warning=*,
+                         object on_status=*, object when=*)
 
 
 cdef class _WH:

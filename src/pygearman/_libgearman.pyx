@@ -13,7 +13,10 @@ from cpython.pythread cimport PyThread_get_thread_ident
 from libc.math cimport ceil, isnan
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memchr, memcmp, memcpy, memset, strlen, strncpy
+from libc.string cimport memchr, memcmp, memcpy, memset, strlen
+
+cdef extern from "<string.h>" nogil:
+    size_t strnlen(const char *s, size_t maxlen)
 from libc.time cimport time_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport read
@@ -38,10 +41,10 @@ from pygearman.errors import (
     Retry,
     error_class_for,
 )
-from pygearman._handle import JobHandle, handle_class
 from pygearman._servers import enlarge_socket_buffers, probe_gearman, reset_on_close, unsent_bytes
 
 include "_core/util.pxi"
+include "_core/handle.pxi"
 include "_core/errors.pxi"
 include "_core/events.pxi"
 include "_core/conn.pxi"

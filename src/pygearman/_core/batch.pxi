@@ -72,10 +72,10 @@ cdef tuple _batch_inputs(object workloads, object uniques):
                 except TypeError:
                     raise TypeError(f"workload {i} must be bytes-like or str, not "
                                     f"{type(w).__name__}") from None
-                if mv.nbytes > MAX_PAYLOAD:
+                if mv.nbytes > C_MAX_PAYLOAD:
                     _payload_too_big(mv.nbytes, f"workload {i}")
                 w = items[i] = bytes(mv)
-        if PyBytes_GET_SIZE(w) > MAX_PAYLOAD:     # the message only when it is needed
+        if PyBytes_GET_SIZE(w) > C_MAX_PAYLOAD:     # the message only when it is needed
             _payload_too_big(PyBytes_GET_SIZE(w), f"workload {i}")
     return items, uqs
 
@@ -96,13 +96,16 @@ cdef int _batch_specs(_Run run, bytes fn, list items, list uqs, int priority,
     return 0
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 cdef int _batch_collect(_Run run, _Router r, bytes fn, bint background, list out) except -1:
     """Each spec's outcome into out, in input order, even when the run failed: results or
     handles, the exception of a job a server acknowledged, None for one no server did."""
     cdef Py_ssize_t i, o
     for i in range(run.n):
         o = run.origin(i)
-        if run.specs[o].ctx.rc == GEARMAN_SUCCESS and run.failure(o) is None:
+        # (a successful outcome's failure() is whatever error the spec got instead)
+        if run.specs[o].ctx.rc == GEARMAN_SUCCESS and (run.errors is None or run.errors[o] is None):
             out[i] = run.value_of(i)
         elif run.specs[o].ctx.rc >= 0 or run.specs[o].ctx.handle[0] != 0:
             out[i] = run.error_of(i, fn)

@@ -253,9 +253,8 @@ cdef class _Server:
         self.handle_cls = handle_class(self.address)
 
     cdef object handle(self, const char *text):
-        """A JobHandle of this server: str's own constructor on the subclass, from C (no
-        Python-level __new__, no attribute lookup)."""
-        return _str_subtype(self.handle_cls, text)
+        """A JobHandle of this server, made in C (see _core/handle.pxi)."""
+        return _new_handle(self.handle_cls, text)
 
     cdef _Conn conn(self, Py_ssize_t i, _Exc carrier):
         while len(self.conns) <= i:

@@ -71,8 +71,7 @@ cdef inline void _record(gearman_task_st *task, _TaskCtx *ctx, int ev) noexcept 
         ctx.ctl.created += 1
         p = gearman_task_job_handle(task)
         if p != NULL:
-            strncpy(ctx.handle, p, 63)
-            ctx.handle[63] = 0
+            _copy_handle(ctx.handle, p)
         if ctx.kind == K_BACKGROUND:       # a background job's outcome is being queued
             ctx.rc = GEARMAN_SUCCESS
             _finished(ctx)

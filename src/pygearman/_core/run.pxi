@@ -2,10 +2,44 @@
 # an outcome per spec. A single job, a batch, a task set, a status query and a stream are all
 # callers of it.
 
-cdef extern from "Python.h":
-    # with NULL: empties the list in place (cheaper than a method call or a slice object)
-    int _list_del_slice "PyList_SetSlice"(object lst, Py_ssize_t lo, Py_ssize_t hi,
-                                          PyObject *items) except -1
+cdef extern from *:
+    """
+    /* A run's lane list is filled and emptied on every call: keep its item array (a single
+       job would otherwise free and allocate it each time). */
+    static int pyg_list_push(PyObject *lst, PyObject *item)
+    {
+    #if !defined(PYPY_VERSION)
+        PyListObject *l = (PyListObject *)lst;
+        Py_ssize_t n = Py_SIZE(l);
+        if (n < l->allocated) {
+            Py_INCREF(item);
+            l->ob_item[n] = item;
+            Py_SET_SIZE(l, n + 1);
+            return 0;
+        }
+    #endif
+        return PyList_Append(lst, item);
+    }
+
+    static void pyg_list_clear(PyObject *lst)
+    {
+    #if !defined(PYPY_VERSION)
+        PyListObject *l = (PyListObject *)lst;
+        Py_ssize_t i, n = Py_SIZE(l);
+        Py_SET_SIZE(l, 0);                   /* consistent before any decref runs code */
+        for (i = n - 1; i >= 0; i--) {
+            PyObject *o = l->ob_item[i];
+            l->ob_item[i] = NULL;
+            Py_DECREF(o);
+        }
+    #else
+        if (PyList_SetSlice(lst, 0, PyList_GET_SIZE(lst), NULL) < 0)
+            PyErr_Clear();
+    #endif
+    }
+    """
+    int _list_push "pyg_list_push"(list lst, object item) except -1
+    void _list_clear "pyg_list_clear"(list lst)
 
 cdef enum:
     MAX_LANES = 16       # connections one run may open to one server
@@ -35,9 +69,10 @@ cdef class _Specs:
                 self.cap = 0
                 raise MemoryError()
             self.cap = n
-        if n:
-            memset(self.specs, 0, n * sizeof(_Spec))
         for i in range(n):
+            # one pass over the array, a spec at a time (a batch's array outgrows the caches:
+            # a memset of all of it, then this loop, would bring it in twice)
+            memset(&self.specs[i], 0, sizeof(_Spec))
             self.specs[i].ctx.rc = -1
             self.specs[i].primary = -1
             self.specs[i].lane = -1
@@ -183,10 +218,10 @@ cdef class _Specs:
 
     cdef object value_of(self, Py_ssize_t i):
         """Result bytes (foreground), handle str (background) of a successful spec i."""
-        cdef _TaskCtx *ctx = &self.specs[self.origin(i)].ctx
+        cdef Py_ssize_t o = self.origin(i)
+        cdef _TaskCtx *ctx = &self.specs[o].ctx
         if ctx.kind == K_BACKGROUND or ctx.kind == K_EPOCH:
-            return (<_Server>self.servers[self.specs[self.origin(i)].server]).handle(
-                ctx.handle)
+            return (<_Server>self.servers[self.specs[o].server]).handle(ctx.handle)
         if ctx.result == NULL:
             return b""
         return PyBytes_FromStringAndSize(<char *>ctx.result, ctx.result_len)
@@ -292,6 +327,7 @@ cdef class _Run(_Specs):
         cdef Py_ssize_t i
         cdef _Spec *sp
         cdef _Router r = self.client._router
+        cdef Py_ssize_t only = 0 if self.nservers == 1 else -1    # no choice to make
         for i in range(self.n):
             sp = &self.specs[i]
             if sp.state == ST_DONE:
@@ -303,9 +339,9 @@ cdef class _Run(_Specs):
                 _fresh_unique(sp.genq)
                 sp.uq = sp.genq
                 sp.uqn = 32
-                self._push(i, r.first(NULL, 0).index)
+                self._push(i, only if only >= 0 else r.first(NULL, 0).index)
             else:
-                self._push(i, r.first(sp.uq, sp.uqn).index)
+                self._push(i, only if only >= 0 else r.first(sp.uq, sp.uqn).index)
         return 0
 
     cdef int _queue_later(self) except -1:
@@ -359,7 +395,7 @@ cdef class _Run(_Specs):
         cdef Py_ssize_t k = 0
         while True:
             conn = s.conn(k, self.client._exc)
-            if conn not in self.lanes:
+            if not self.lanes or conn not in self.lanes:
                 break
             k += 1
         try:
@@ -372,7 +408,7 @@ cdef class _Run(_Specs):
                 self.client._router.set_aside(s, 5.0, "no answer before the deadline")
             raise
         conn.lane_start(len(self.lanes))
-        self.lanes.append(conn)
+        _list_push(self.lanes, conn)
         return conn
 
     cdef int _server_failed(self, _Server s, object err) except -1:
@@ -488,7 +524,7 @@ cdef class _Run(_Specs):
                 rc = gearman_task_return(sp.task)
                 if rc != GEARMAN_UNKNOWN_STATE:
                     sp.ctx.rc = rc
-                    strncpy(sp.ctx.handle, gearman_task_job_handle(sp.task), 63)
+                    _copy_handle(sp.ctx.handle, gearman_task_job_handle(sp.task))
                 gearman_task_free(sp.task)
                 gearman_client_add_options(lane.c, GEARMAN_CLIENT_FREE_TASKS)
             sp.task = NULL
@@ -695,7 +731,7 @@ cdef class _Run(_Specs):
                 if lane.c != NULL:
                     gearman_client_remove_options(lane.c, GEARMAN_CLIENT_NON_BLOCKING)
                 lane.nb = False
-        _list_del_slice(self.lanes, 0, len(self.lanes), NULL)
+        _list_clear(self.lanes)
 
     cdef void _abandon_lanes(self) noexcept:
         """Drop every connection that still has work of this run: its tasks go with the handle."""

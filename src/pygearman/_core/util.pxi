@@ -154,12 +154,17 @@ cdef bint _handlers_installed = False
 cdef double _handlers_checked = -10.0
 
 
-cdef int _refresh_signal_policy() except -1:
-    """Whether some signal has a Python handler (then waits hold signals; see above)."""
-    global _handlers_installed, _handlers_checked
+cdef inline int _refresh_signal_policy() except -1:
+    """Whether some signal has a Python handler (then waits hold signals; see above):
+    looked at again every 2 s."""
     cdef double now = _now()
     if now - _handlers_checked < 2.0:
         return 0
+    return _refresh_signal_policy_now(now)
+
+
+cdef int _refresh_signal_policy_now(double now) except -1:
+    global _handlers_installed, _handlers_checked
     _handlers_checked = now
     found = False
     for sig in _signal_module.valid_signals():
@@ -190,53 +195,6 @@ cdef inline bint _hold_signals(sigset_t *old) noexcept nogil:
 
 cdef inline void _release_signals(sigset_t *old) noexcept nogil:
     pthread_sigmask(SIG_SETMASK, old, NULL)
-
-
-cdef extern from *:
-    """
-    /* An instance of a str subclass (one without __slots__ contents): str's tp_new on it. */
-    static PyObject *pyg_str_subtype(PyObject *cls, const char *s)
-    {
-        Py_ssize_t i, n = (Py_ssize_t)strlen(s);
-        PyObject *u = NULL, *args, *r;
-        for (i = 0; i < n; i++)
-            if ((unsigned char)s[i] > 127)
-                break;
-        if (i == n) {      /* ASCII, as job handles are: no decoder */
-            u = PyUnicode_New(n, 127);
-            if (u != NULL)
-                memcpy(PyUnicode_DATA(u), s, (size_t)n);
-        } else
-            u = PyUnicode_DecodeUTF8(s, n, "replace");
-        if (u == NULL)
-            return NULL;
-        /* str's tp_new takes an argument tuple and keeps no reference to it: one 1-tuple is
-           reused (the GIL is held throughout; a new one if the old is somehow still shared) */
-        static PyObject *reused = NULL;
-        if (reused == NULL || Py_REFCNT(reused) != 1) {
-            Py_XDECREF(reused);
-            reused = PyTuple_New(1);
-            if (reused == NULL) {
-                Py_DECREF(u);
-                return NULL;
-            }
-        }
-        args = reused;
-        Py_INCREF(args);
-        PyTuple_SET_ITEM(args, 0, u);              /* takes u's reference */
-        r = PyUnicode_Type.tp_new((PyTypeObject *)cls, args, NULL);
-        PyTuple_SET_ITEM(args, 0, NULL);
-        Py_DECREF(u);
-        Py_DECREF(args);
-        /* Instances of a heap type are tracked by the cyclic GC, but a str subclass without
-           __dict__ or slots holds no references but its type's: thousands of handles from one
-           batch would only make the collector walk them again and again. */
-        if (r != NULL && PyObject_GC_IsTracked(r))
-            PyObject_GC_UnTrack(r);
-        return r;
-    }
-    """
-    object _str_subtype "pyg_str_subtype"(object cls, const char *s)
 
 
 cdef class _Unset:
@@ -325,17 +283,19 @@ cdef bytes _namespace_bytes(object namespace):
 
 # A packet's length is 32 bits (docs/libgearman-1.1.20.md#limits); room for a function name,
 # a unique or handle and the separators is kept.
-MAX_PAYLOAD = 0xFFFFFFFF - 1024
+# a C constant for the checks (a module global would be looked up and boxed on every job)
+cdef Py_ssize_t C_MAX_PAYLOAD = 0xFFFFFFFF - 1024
+MAX_PAYLOAD = C_MAX_PAYLOAD
 
 
 cdef inline int _payload_size_ok(Py_ssize_t n, str what) except -1:
-    if n > MAX_PAYLOAD:
+    if n > C_MAX_PAYLOAD:
         _payload_too_big(n, what)
     return 0
 
 
 cdef int _payload_too_big(Py_ssize_t n, str what) except -1:
-    if n > MAX_PAYLOAD:
+    if n > C_MAX_PAYLOAD:
         raise ValueError(f"{what} is {n} bytes; a Gearman packet carries at most {MAX_PAYLOAD} "
                          f"bytes (4 GiB less 1 KiB): store it elsewhere and send a reference")
     return 0
@@ -356,7 +316,7 @@ cdef object _payload_get(_Payload *p, object data, str what):
             p.ptr = PyBytes_AS_STRING(data)
         return data
     if isinstance(data, str):
-        if PyUnicode_GET_LENGTH(data) > MAX_PAYLOAD:
+        if PyUnicode_GET_LENGTH(data) > C_MAX_PAYLOAD:
             _payload_size_ok(PyUnicode_GET_LENGTH(data), what)
         enc = (<str>data).encode("utf-8")
         _payload_size_ok(PyBytes_GET_SIZE(enc), what)
@@ -372,7 +332,7 @@ cdef object _payload_get(_Payload *p, object data, str what):
         raise TypeError(f"{what} must be bytes-like (bytes, bytearray, memoryview, ...) or str, "
                         f"not {type(data).__name__} ({e})") from None
     p.has_view = True
-    if p.view.len > MAX_PAYLOAD:
+    if p.view.len > C_MAX_PAYLOAD:
         _payload_release(p)
         _payload_size_ok(p.view.len, what)
     p.size = p.view.len
@@ -433,7 +393,14 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-cdef void _fresh_unique(char *out) except *:
+cdef inline void _copy_handle(char *dst, const char *src) noexcept nogil:
+    """A job handle into a 64-byte buffer (NUL-terminated; no padding as strncpy does)."""
+    cdef size_t n = strnlen(src, 63)
+    memcpy(dst, src, n)
+    dst[n] = 0
+
+
+cdef int _fresh_unique(char *out) except -1:
     """Writes 32 hex chars + NUL into out."""
     global _rand_pool, _rand_pos
     cdef const unsigned char *src
@@ -446,6 +413,7 @@ cdef void _fresh_unique(char *out) except *:
     for i in range(16):
         memcpy(out + 2 * i, _HEX2 + 2 * src[i], 2)
     out[32] = 0
+    return 0
 
 
 def new_unique():
