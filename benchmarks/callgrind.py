@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Instructions per job of one worker process under callgrind, split by where they run.
+"""Instructions per job of one worker or client process under callgrind, split by where they run.
 
     python benchmarks/callgrind.py                      # C, pygearman; W4 drain and sleeping path
     python benchmarks/callgrind.py --impls c,pygearman,old --old-python /tmp/oldvenv/bin/python
     python benchmarks/callgrind.py --n 1000,5000 --paths drain
+    python benchmarks/callgrind.py --paths bg-loop,bg-batch --n 2000,6000   # W1's clients
 
 The worker is the benchmark driver (benchmarks/c/gmbench.c, drivers/py_pygearman.py) in its
 ``drain`` mode, run under ``valgrind --tool=callgrind``; gearmand and the client are not. Two paths:
@@ -14,6 +15,12 @@ The worker is the benchmark driver (benchmarks/c/gmbench.c, drivers/py_pygearman
   always goes to sleep (GRAB_JOB -> NO_JOB, PRE_SLEEP, poll) and is woken (NOOP) for every job.
   Without the pause the next job can reach gearmand before the slowed-down worker asks again, and
   the share of jobs taken without sleeping (hence the cost) changes from run to run.
+
+Two more paths measure a client instead (W1: background submits, no worker):
+
+* ``bg-loop``: one ``do_background`` (C: ``gearman_client_do_background``) per job.
+* ``bg-batch``: ``submit_background_many`` in batches of 1000 (C: ``add_task_background`` and
+  ``run_tasks``).
 
 Each case runs at two job counts; per job = (cost at N2 - cost at N1) / (N2 - N1), which removes
 start-up, imports and teardown. The split is by ELF object of the instruction (self cost): the
@@ -43,6 +50,8 @@ from pygearman.testing import GearmandServer  # noqa: E402
 
 INCLUSIVE = ("PyEval_SaveThread", "PyEval_RestoreThread", "take_gil", "drop_gil",
              "gearman_worker_work", "gearman_worker_grab_job", "_refresh_signal_policy")
+# path -> the client driver's mode (the others run a worker)
+CLIENT_PATHS = {"bg-loop": "bg_loop", "bg-batch": "bg_batch"}
 # Runs every 2 s of wall-clock time, not per job: under callgrind (~50x slower) it lands on far
 # fewer jobs than in a real run, so it is reported apart and taken out of the per-job totals.
 TIMED = "_refresh_signal_policy"
@@ -139,6 +148,11 @@ def run_case(exe: List[str], path: str, n: int, c_exe: str, tmp: Path, tag: str,
     with GearmandServer(threads=1) as g:
         host, port = g.host, str(g.port)
         fn = "cg"
+        if path in CLIENT_PATHS:
+            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *exe,
+                            "client", CLIENT_PATHS[path], host, port, fn, str(n), "32", "1000"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return out
         if path == "drain":
             subprocess.run([c_exe, "client", "bg_batch_uniq", host, port, fn, str(n), "64", "1000"],
                            check=True, stdout=subprocess.DEVNULL)
@@ -165,7 +179,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--impls", default="c,pygearman", help="c, pygearman, old (needs --old-python)")
     ap.add_argument("--old-python", default="")
-    ap.add_argument("--paths", default="drain,sleep")
+    ap.add_argument("--paths", default="drain,sleep",
+                    help="drain, sleep (a worker), bg-loop, bg-batch (a client)")
     ap.add_argument("--n", default="1000,5000", help="the two job counts N1,N2")
     ap.add_argument("--pause-ms", type=float, default=1.0, help="client pause between jobs (sleep path)")
     args = ap.parse_args()
@@ -195,7 +210,7 @@ def main() -> None:
     cats = [c for c in cats if any(abs(r[2].get(c, 0)) >= 0.5 for r in rows)]
     print(f"\nInstructions per job (callgrind Ir, (N={n2} - N={n1}) / {n2 - n1}), self cost by object, "
           f"without {TIMED} (every 2 s, see the inclusive table):\n")
-    print("| path | worker | total | " + " | ".join(cats) + " |")
+    print("| path | process | total | " + " | ".join(cats) + " |")
     print("|---|---|---:|" + "---:|" * len(cats))
     for path, impl, per, _ in rows:
         print(f"| {path} | {impl} | {sum(per.values()):,.0f} | "
@@ -205,7 +220,7 @@ def main() -> None:
         outs = sorted(((k, x) for k, x in inc.items() if " -> " in k and x >= 20), key=lambda kv: -kv[1])
         print(f"* {path}, {impl}: " + "; ".join(f"{k} {x:,.0f}" for k, x in outs))
     print("\nInclusive cost per job of named functions:\n")
-    print("| path | worker | " + " | ".join(INCLUSIVE) + " |")
+    print("| path | process | " + " | ".join(INCLUSIVE) + " |")
     print("|---|---|" + "---:|" * len(INCLUSIVE))
     for path, impl, _, inc in rows:
         print(f"| {path} | {impl} | " + " | ".join(f"{inc.get(k, 0):,.0f}" for k in INCLUSIVE) + " |")

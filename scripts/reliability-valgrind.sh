@@ -253,6 +253,11 @@ with GearmandServer() as server:
         assert c.submit_many("echo", [b"a", b"b", b"c"] * 10) == [b"a", b"b", b"c"] * 10
         hs = c.submit_background_many("echo", [b"q"] * 10)
         c.job_status(hs[0])
+        if _ == 0:
+            # a batch whose spec array is mapped (over 1 MiB), then a small one reusing nothing
+            big = c.submit_background_many("vg-nobody", [b"b"] * 3500, batch=500)
+            assert len(set(big)) == 3500
+            assert len(c.submit_background_many("vg-nobody", [b"s"] * 3)) == 3
         c.unique_status("nope")
         with c.stream("chatty", "") as chunks:
             list(chunks)

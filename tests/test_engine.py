@@ -419,6 +419,25 @@ def test_submit_many_duplicate_uniques_run_one_job(copies: int, gearmand: Gearma
     assert counter.n == 1
 
 
+@pytest.mark.timeout(90)
+def test_big_batches_one_after_another(gearmand: GearmandServer, client: GearmanClient,
+                                       fname: Callable[[str], str], pool: WorkerPool) -> None:
+    """Batches whose spec arrays take megabytes (mapped, not from malloc), a bigger one, a small
+    one, then a big foreground one: the client's engine is reused and grown each time, and every
+    handle and result comes back in input order."""
+    fn = fname("big")
+    for n in (4000, 9000, 50):
+        hs = client.submit_background_many(fn, [b"%d" % i for i in range(n)], batch=500)
+        assert len(hs) == n and len(set(hs)) == n
+        assert all(h.server == gearmand.address for h in hs)
+    echo = fname("big_echo")
+    pool.add(gearmand.address, {echo: lambda job: job.workload}, count=2)
+    wait_registered(gearmand, echo, 2)
+    ws = [b"%d" % i for i in range(4000)]
+    assert client.submit_many(echo, ws) == ws
+    assert client.submit_many(echo, ws[:3], uniques=["a", "b", "a"]) == [b"0", b"1", b"0"]
+
+
 @pytest.mark.timeout(30)
 def test_submit_many_mixed_duplicate_uniques(gearmand: GearmandServer, client: GearmanClient,
                                              fname: Callable[[str], str], pool: WorkerPool) -> None:

@@ -36,6 +36,9 @@ cdef struct _RunCtl:
     Py_ssize_t created       # JOB_CREATED packets seen on this connection
 
 
+# The spec array of a batch is megabytes: the fields every pass reads come first, the text
+# buffers (a handle, a generated unique) last, written only when they are filled. Run._ready sets
+# every field but those buffers' tails.
 cdef struct _TaskCtx:
     void *result             # malloc'd by libgearman (gearman_task_take_data); ours to free
     size_t result_len
@@ -43,7 +46,6 @@ cdef struct _TaskCtx:
     bint finished            # counted in ctl.done
     int kind                 # K_*
     int rc                   # outcome recorded by the callbacks (-1: none yet)
-    char handle[64]          # job handle, copied at JOB_CREATED
     char *exc                # WORK_EXCEPTION text (malloc'd; ours to free)
     size_t exc_len
     unsigned int num         # last status
@@ -55,6 +57,7 @@ cdef struct _TaskCtx:
     PyObject *listener       # _Listener for Python callbacks (borrowed: the run keeps it alive)
     PyObject *carrier        # _Exc of the run (borrowed)
     _RunCtl *ctl             # the counters of the connection it was added to
+    char handle[64]          # job handle, copied at JOB_CREATED ("" before)
 
 
 cdef struct _Spec:
@@ -62,7 +65,6 @@ cdef struct _Spec:
     size_t fnn
     const char *uq           # unique or status key, NUL-terminated (borrowed or genq)
     size_t uqn
-    char genq[33]            # a generated unique
     const char *wp           # workload (borrowed; libgearman copies it when the task is added)
     size_t wn
     int kind                 # K_*
@@ -78,6 +80,7 @@ cdef struct _Spec:
     gearman_task_st *task    # K_EPOCH only (freed by the run, generation permitting)
     unsigned long gen        # the connection's generation when task was added
     _TaskCtx ctx
+    char genq[33]            # a generated unique (drawn when the spec is added)
 
 
 cdef class _Exc:
@@ -147,6 +150,8 @@ cdef class _Specs:
     cdef list servers              # the client's _Server list (spec.server indexes it)
     cdef Py_ssize_t n
     cdef Py_ssize_t cap
+    cdef Py_ssize_t ninit          # specs[0:ninit] are initialised (see setup_specs)
+    cdef int mapped                # specs came from mmap (a big array), not malloc
     cdef public object keep        # Python objects the specs point into
     cdef list listeners            # per spec: _Listener or None
     cdef list errors               # per spec: exception or None
@@ -154,6 +159,8 @@ cdef class _Specs:
     cdef object first_error        # a connection's failure, raised once the others are done
     cdef bint coalesced            # _coalesce() has run over these specs
     cdef void _free_specs(self) noexcept
+    cdef void _ready(self, Py_ssize_t i) noexcept
+    cdef void skip(self, Py_ssize_t i) noexcept
     @cython.final
     cdef void set_job(self, Py_ssize_t i, int kind, int priority, const char *fn, size_t fnn,
                       const char *uq, size_t uqn, const char *wp, size_t wn) noexcept

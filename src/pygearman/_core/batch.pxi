@@ -86,6 +86,8 @@ cdef int _batch_specs(_Run run, bytes fn, list items, list uqs, int priority,
     cdef bytes w, u
     cdef int kind = K_BACKGROUND if background else K_JOB
     run.keep = [items, uqs, fn]
+    if uqs is None:
+        run.coalesced = True     # no caller uniques, nothing to coalesce: no pass looking
     for i in range(len(items)):
         w = items[i]
         u = uqs[i] if uqs is not None else None
@@ -137,7 +139,7 @@ cdef list _jobs_specs(_Run run, Client client, list jobs):
             w = _payload_copy(workload, "workload")
         except Exception as e:
             errors[i] = e
-            run.specs[i].state = ST_DONE
+            run.skip(i)
             continue
         keep.append(fn)
         keep.append(w)
