@@ -152,6 +152,7 @@ cdef class _Specs:
     cdef Py_ssize_t cap
     cdef Py_ssize_t ninit          # specs[0:ninit] are initialised (see setup_specs)
     cdef int mapped                # specs came from mmap (a big array), not malloc
+    cdef Py_ssize_t nfg            # foreground job specs set (only they can hold results)
     cdef public object keep        # Python objects the specs point into
     cdef list listeners            # per spec: _Listener or None
     cdef list errors               # per spec: exception or None
@@ -161,6 +162,7 @@ cdef class _Specs:
     cdef void _free_specs(self) noexcept
     cdef void _ready(self, Py_ssize_t i) noexcept
     cdef void skip(self, Py_ssize_t i) noexcept
+    cdef void _clear_outcomes(self) noexcept
     @cython.final
     cdef void set_job(self, Py_ssize_t i, int kind, int priority, const char *fn, size_t fnn,
                       const char *uq, size_t uqn, const char *wp, size_t wn) noexcept
@@ -177,6 +179,8 @@ cdef class _Specs:
     cdef object error_of(self, Py_ssize_t i, bytes fn)
     @cython.final
     cdef object value_of(self, Py_ssize_t i)
+    @cython.final
+    cdef object value_at(self, Py_ssize_t o)
     @cython.final
     cdef _Server server_of(self, Py_ssize_t i)
     cdef int setup_specs(self, Py_ssize_t n) except -1
@@ -202,6 +206,7 @@ cdef class _Run(_Specs):
     cdef int setup(self, Client client, Py_ssize_t n, double deadline, int batch) except -1
     cdef void _push(self, Py_ssize_t i, Py_ssize_t s) noexcept
     cdef Py_ssize_t _pop(self, Py_ssize_t s) noexcept
+    cdef void queue_now(self, Py_ssize_t i) noexcept
     cdef int _queue_all(self) except -1
     cdef int _queue_later(self) except -1
     cdef int _fill(self) except -1

@@ -87,10 +87,18 @@ cdef int _batch_specs(_Run run, bytes fn, list items, list uqs, int priority,
     cdef int kind = K_BACKGROUND if background else K_JOB
     run.keep = [items, uqs, fn]
     if uqs is None:
-        run.coalesced = True     # no caller uniques, nothing to coalesce: no pass looking
+        # no caller uniques: nothing to coalesce, and each job is queued as it is set (no
+        # more passes over a spec array that may be megabytes)
+        run.coalesced = True
+        for i in range(len(items)):
+            w = items[i]
+            run.set_job(i, kind, priority, PyBytes_AS_STRING(fn), PyBytes_GET_SIZE(fn), NULL, 0,
+                        PyBytes_AS_STRING(w), PyBytes_GET_SIZE(w))
+            run.queue_now(i)
+        return 0
     for i in range(len(items)):
         w = items[i]
-        u = uqs[i] if uqs is not None else None
+        u = uqs[i]
         run.set_job(i, kind, priority, PyBytes_AS_STRING(fn), PyBytes_GET_SIZE(fn),
                     PyBytes_AS_STRING(u) if u is not None else NULL,
                     PyBytes_GET_SIZE(u) if u is not None else 0,
@@ -105,10 +113,12 @@ cdef int _batch_collect(_Run run, _Router r, bytes fn, bint background, list out
     handles, the exception of a job a server acknowledged, None for one no server did."""
     cdef Py_ssize_t i, o
     for i in range(run.n):
-        o = run.origin(i)
+        o = run.specs[i].primary
+        if o < 0:
+            o = i
         # (a successful outcome's failure() is whatever error the spec got instead)
         if run.specs[o].ctx.rc == GEARMAN_SUCCESS and (run.errors is None or run.errors[o] is None):
-            out[i] = run.value_of(i)
+            out[i] = run.value_at(o)
         elif run.specs[o].ctx.rc >= 0 or run.specs[o].ctx.handle[0] != 0:
             out[i] = run.error_of(i, fn)
     return 0

@@ -104,9 +104,7 @@ cdef class _Specs:
         ready in order as set_job/set_status/skip reach them (``ninit`` of them so far), so a
         batch's array (344 bytes a spec: megabytes for tens of thousands of jobs) is written
         in the same pass that fills it, not once more before."""
-        cdef Py_ssize_t i
-        for i in range(self.ninit):
-            _ctx_clear(&self.specs[i].ctx)
+        self._clear_outcomes()
         self.ninit = 0
         if n > self.cap:
             _specs_free(self.specs, self.cap * sizeof(_Spec), self.mapped)
@@ -124,11 +122,19 @@ cdef class _Specs:
         self.coalesced = False
         return 0
 
-    cdef void _free_specs(self) noexcept:
+    cdef void _clear_outcomes(self) noexcept:
+        """Free the results and exception texts the callbacks kept. Only specs other than
+        background jobs can have them (``nfg`` counts those): a batch of background jobs is not
+        walked once more for nothing."""
         cdef Py_ssize_t i
-        if self.specs != NULL:
+        if self.nfg:
             for i in range(self.ninit):
                 _ctx_clear(&self.specs[i].ctx)
+        self.nfg = 0
+
+    cdef void _free_specs(self) noexcept:
+        if self.specs != NULL:
+            self._clear_outcomes()
             _specs_free(self.specs, self.cap * sizeof(_Spec), self.mapped)
             self.specs = NULL
         self.n = self.cap = self.ninit = 0
@@ -161,6 +167,8 @@ cdef class _Specs:
         cdef _Spec *sp
         self._ready(i)
         sp = &self.specs[i]
+        if kind != K_BACKGROUND:    # (a background job's only outcome is its handle)
+            self.nfg += 1
         sp.kind = kind
         sp.priority = priority
         sp.fn = fn
@@ -175,6 +183,7 @@ cdef class _Specs:
         it to one server."""
         cdef _Spec *sp
         self._ready(i)
+        self.nfg += 1
         sp = &self.specs[i]
         sp.kind = kind
         sp.uq = key
@@ -280,7 +289,10 @@ cdef class _Specs:
 
     cdef object value_of(self, Py_ssize_t i):
         """Result bytes (foreground), handle str (background) of a successful spec i."""
-        cdef Py_ssize_t o = self.origin(i)
+        return self.value_at(self.origin(i))
+
+    cdef object value_at(self, Py_ssize_t o):
+        """value_of() of the specs whose job is spec o's."""
         cdef _TaskCtx *ctx = &self.specs[o].ctx
         if ctx.kind == K_BACKGROUND or ctx.kind == K_EPOCH:
             return (<_Server>self.servers[self.specs[o].server]).handle(ctx.handle)
@@ -385,14 +397,21 @@ cdef class _Run(_Specs):
             self.nqueued -= 1
         return i
 
+    cdef void queue_now(self, Py_ssize_t i) noexcept:
+        """Queue spec i, a job without a unique, as it is set (a batch that cannot coalesce):
+        no pass over the specs for it later (_queue_all leaves queued specs alone)."""
+        self._push(i, 0 if self.nservers == 1 else self.client._router.first(NULL, 0).index)
+
     cdef int _queue_all(self) except -1:
         cdef Py_ssize_t i
         cdef _Spec *sp
         cdef _Router r = self.client._router
         cdef Py_ssize_t only = 0 if self.nservers == 1 else -1    # no choice to make
+        if self.nqueued == self.n:
+            return 0            # every spec was queued as it was set (queue_now)
         for i in range(self.n):
             sp = &self.specs[i]
-            if sp.state == ST_DONE:
+            if sp.state == ST_DONE or sp.state == ST_QUEUED:
                 continue
             if sp.kind == K_STATUS or sp.kind == K_STATUS_UNIQUE:
                 sp.state = ST_LATER
@@ -834,8 +853,7 @@ cdef class _Run(_Specs):
         so no handle points into the specs."""
         cdef Py_ssize_t i
         self._abandon_lanes()
-        for i in range(self.ninit):
-            _ctx_clear(&self.specs[i].ctx)
+        self._clear_outcomes()
         self.n = self.ninit = 0
         self.keep = self.listeners = self.errors = None
         self.abort_exc = self.first_error = None
