@@ -34,6 +34,17 @@ JOBS = textwrap.dedent('''
 
     def boom(job):
         raise ValueError("bad input")
+
+    def __getattr__(name):
+        # "rjobs:term_on_resolve": the first worker process that resolves it gets a SIGTERM
+        # there, before it has put its own SIGTERM handler in place
+        import multiprocessing, signal
+        if name != "term_on_resolve":
+            raise AttributeError(name)
+        if multiprocessing.parent_process() is not None and not os.path.exists("early-term"):
+            open("early-term", "w").close()
+            os.kill(os.getpid(), signal.SIGTERM)
+        return pid
 ''')
 
 
@@ -286,6 +297,23 @@ def test_recycles_a_process_after_max_jobs(gearmand, runner_process, fname):
     assert pids[0] == pids[1] and pids[2] == pids[3] and pids[4] == pids[5], pids
     assert len(set(pids)) == 3, pids
     assert rp.log.count("(recycled); starting a replacement") >= 2
+    assert rp.stop() == 0
+
+
+def test_a_sigterm_before_the_worker_process_has_its_handler_is_not_lost(gearmand, runner_process,
+                                                                         fname):
+    """A worker process that gets SIGTERM before its own handler is in place (here: while it
+    resolves its functions; in real life: the runner stopping right after starting it) stops
+    cleanly once the handler is in. It used to run on with the signal lost (the parent's handler,
+    inherited, ignores it in a child), so the runner waited for it forever, or die of it."""
+    fn = fname("early")
+    rp = runner_process("rjobs:term_on_resolve", "--name", fn, "--processes", "1")
+    wait_until(lambda: "(recycled); starting a replacement" in rp.log,
+               what="the worker process that got the early SIGTERM to stop cleanly")
+    wait_until(lambda: len(workers_of(gearmand.address, fn)) == 1, what="its replacement")
+    with GearmanClient(gearmand.address, timeout=30) as c:
+        assert int(c.submit(fn, b"0")) != rp.proc.pid
+    assert "exited with code" not in rp.log
     assert rp.stop() == 0
 
 

@@ -281,6 +281,13 @@ def _join_all(threads: List[threading.Thread], slots: _Slots,
             slots.stop()
 
 
+# Blocked in the parent while it starts a worker process, so the child starts with them blocked
+# (fork and exec keep the mask): a SIGTERM that reaches the child before _child_main has put its
+# own handler in place stays pending instead of running a copy of the parent's handler (which
+# ignores it in a child) or killing the child; _child_main unblocks them once its handler is in.
+_START_BLOCKED = {signal.SIGTERM, signal.SIGINT}
+
+
 def _child_main(spec: _Spec, marks: Any = None) -> None:
     """A worker process: its slots until SIGTERM, max_jobs or max_seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the parent, which drains us
@@ -300,6 +307,7 @@ def _child_main(spec: _Spec, marks: Any = None) -> None:
         slots.stop()
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _START_BLOCKED)   # a pending SIGTERM: on_term
     threads = slots.start(counter)
     _join_all(threads, slots, spec.parent_pid)
     if slots.errors:
@@ -494,7 +502,11 @@ class Runner:
             ctypes.memset(child.marks, 0, _Marker.SIZE * len(child.spec.slots))
         p = ctx.Process(target=_child_main, args=(child.spec, child.marks),
                         name=f"pygearman-runner-{child.index}", daemon=False)
-        p.start()
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _START_BLOCKED)
+        try:
+            p.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)   # here: our handler runs now
         child.process = p
         child.started = time.monotonic()
         log.info("worker process %d started (pid %d): %s", child.index, p.pid,
