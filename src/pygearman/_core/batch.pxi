@@ -113,10 +113,8 @@ cdef int _batch_collect(_Run run, _Router r, bytes fn, bint background, list out
     handles, the exception of a job a server acknowledged, None for one no server did."""
     cdef Py_ssize_t i, o
     for i in range(run.n):
-        o = run.specs[i].primary
-        if o < 0:
-            o = i
-        # (a successful outcome's failure() is whatever error the spec got instead)
+        o = run.origin(i)
+        # failure(o) for an outcome of GEARMAN_SUCCESS is only errors[o]: read in place
         if run.specs[o].ctx.rc == GEARMAN_SUCCESS and (run.errors is None or run.errors[o] is None):
             out[i] = run.value_at(o)
         elif run.specs[o].ctx.rc >= 0 or run.specs[o].ctx.handle[0] != 0:
